@@ -1,0 +1,30 @@
+"""jaxclf's command line: ``python launch.py [group=option ...] [key=value ...]``.
+
+Hydra composes ``conf/`` (validated against ``jaxclf.config``); the library does
+the rest. A bad value ends the run with one line on stderr and exit code 2.
+"""
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import jaxclf.config  # noqa: F401  (registers the config schema with Hydra)
+from jaxclf.errors import ConfigError
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    from jaxclf.run import run  # imported here so that a bad command line fails fast
+
+    try:
+        results = run(cfg, HydraConfig.get().runtime.output_dir)
+    except ConfigError as error:
+        print(f"jaxclf: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    return results["validation"]["accuracy"]  # the objective Hydra sweepers optimise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""jaxclf: train classifiers in JAX by minimising cross-entropy."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Datasets (TFDS builders, including the embedded digits) and the loader."""

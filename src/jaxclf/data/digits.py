@@ -1,0 +1,75 @@
+"""The embedded default dataset: scikit-learn's 8x8 handwritten digits as a TFDS builder.
+
+The 1,797 images ship inside scikit-learn, so preparing this dataset needs no
+network. The splits are fixed by a seeded permutation of the original order:
+
+==========  ========  ===========================
+split       examples  permutation slice (seed 0)
+==========  ========  ===========================
+train       1,300     ``perm[:1300]``
+validation  200       ``perm[1300:1500]``
+test        297       ``perm[1500:]``
+==========  ========  ===========================
+
+Pixels are the original integer intensities 0..16 stored as ``uint8``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+SPLIT_SEED = 0
+SPLIT_SIZES = {"train": 1300, "validation": 200, "test": 297}
+NUM_CLASSES = 10
+IMAGE_SHAPE = (8, 8, 1)
+
+
+def split_indices() -> dict[str, np.ndarray]:
+    """Indices into ``sklearn.datasets.load_digits()`` for each split."""
+    total = sum(SPLIT_SIZES.values())
+    permutation = np.random.default_rng(SPLIT_SEED).permutation(total)
+    bounds = np.cumsum([0, *SPLIT_SIZES.values()])
+    return {
+        name: permutation[start:stop]
+        for name, start, stop in zip(SPLIT_SIZES, bounds[:-1], bounds[1:])
+    }
+
+
+class Digits(tfds.core.GeneratorBasedBuilder):
+    """scikit-learn's handwritten digits (UCI ML optical recognition), 8x8 grey."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Seeded 1,300 / 200 / 297 split of the 1,797 images."}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=__doc__,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=IMAGE_SHAPE, dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
+                }
+            ),
+            supervised_keys=("image", "label"),
+            homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset",
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        del dl_manager  # The data ships with scikit-learn; nothing is downloaded.
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = digits.images.astype(np.uint8)[..., None]
+        return {
+            name: self._generate_examples(images, digits.target, indices)
+            for name, indices in split_indices().items()
+        }
+
+    def _generate_examples(
+        self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray
+    ) -> Iterator[tuple[int, dict]]:
+        for index in indices:
+            yield int(index), {"image": images[index], "label": int(labels[index])}

@@ -1,0 +1,168 @@
+"""Config -> objects -> Trainer: the library's entry point, usable without Hydra.
+
+``run(cfg, workdir)`` builds, in order: hardware (mesh) -> data (TFDS splits
+in memory, the step-addressed loader) -> model, loss and optimizer (each
+``hydra.utils.instantiate``-d from its ``_target_``) -> ``Trainer``; then trains
+and tests (``mode=fit``) or evaluates the run's latest checkpoint
+(``mode=evaluate``). Results land in ``workdir/summary.json`` (fit) or
+``workdir/evaluation.json`` (evaluate).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from jaxclf import hardware as hardware_lib
+from jaxclf.data.loader import TrainLoader
+from jaxclf.data.source import load_split
+from jaxclf.errors import ConfigError
+from jaxclf.train_state import count_params
+from jaxclf.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+EVALUATION_FILE = "evaluation.json"
+SAVED_CONFIG = os.path.join(".hydra", "config.yaml")
+EVAL_SPLITS = ("validation", "test")
+
+
+def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
+    """Builds every object the config describes and the Trainer around them."""
+    if cfg.optim.learning_rate <= 0:
+        raise ConfigError(f"optim.learning_rate={cfg.optim.learning_rate} is not valid; it must be positive")
+    hardware = hardware_lib.setup(cfg.hardware.platform, cfg.hardware.compute_dtype, cfg.hardware.distributed)
+    if cfg.hardware.platform != "cpu":
+        hardware_lib.hide_accelerators_from_tensorflow()
+
+    data = cfg.data
+    splits = {
+        role: load_split(
+            data.name,
+            data.splits[role],
+            mean=list(data.mean),
+            std=list(data.std),
+            data_dir=data.data_dir,
+            builder_module=data.builder_module,
+        )
+        for role in ("train", *EVAL_SPLITS)
+    }
+    train_loader = TrainLoader(splits.pop("train"), data.batch_size, cfg.seed, hardware)
+
+    return Trainer(
+        model=instantiate(cfg.model),
+        loss_fn=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optim),
+        hardware=hardware,
+        train_loader=train_loader,
+        eval_splits=splits,
+        eval_batch_size=data.eval_batch_size or data.batch_size,
+        workdir=workdir,
+        seed=cfg.seed,
+        max_steps=cfg.trainer.max_steps,
+        eval_every_steps=cfg.trainer.eval_every_steps,
+        checkpoint_every_steps=cfg.trainer.checkpoint_every_steps,
+        log_every_steps=cfg.trainer.log_every_steps,
+        steps_per_call=cfg.trainer.steps_per_call,
+        resume=cfg.trainer.resume,
+        max_checkpoints_to_keep=cfg.trainer.max_checkpoints_to_keep,
+        progress_bar=cfg.trainer.progress_bar,
+        callbacks=[instantiate(callback) for callback in cfg.trainer.callbacks.values()],
+        hparams=flat_hparams(cfg),
+    )
+
+
+def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
+    """Trains (resuming if ``workdir`` holds a checkpoint), then evaluates the
+    final model on validation and test and writes ``summary.json``."""
+    start = time.monotonic()
+    trainer = build_trainer(cfg, workdir)
+    try:
+        summary_path = os.path.join(workdir, SUMMARY_FILE)
+        latest = trainer.checkpoints.latest_step()
+        if os.path.exists(summary_path) and latest is not None and latest >= trainer.max_steps:
+            logger.info("%s already finished (step %d); its results are left as they are", workdir, latest)
+            with open(summary_path) as file:
+                return json.load(file)
+        state = trainer.fit()
+        summary: dict[str, Any] = {split: trainer.evaluate(state, split) for split in EVAL_SPLITS}
+        summary.update(steps=int(state.step), wall_time_s=time.monotonic() - start, num_params=count_params(state))
+        write_json_atomically(summary_path, summary)
+    finally:
+        trainer.close()
+    logger.info(
+        "test accuracy %.4f, loss %.4f after %d steps (%.1f s)",
+        summary["test"]["accuracy"],
+        summary["test"]["loss"],
+        summary["steps"],
+        summary["wall_time_s"],
+    )
+    return summary
+
+
+def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
+    """Evaluates the latest checkpoint in ``workdir`` on validation and test.
+
+    The run's own saved config (``.hydra/config.yaml``) decides the model and
+    data; ``hardware`` and ``data.data_dir`` come from the current config.
+    """
+    saved_path = os.path.join(workdir, SAVED_CONFIG)
+    if not os.path.exists(saved_path):
+        raise ConfigError(f"hydra.run.dir={workdir} holds no finished run ({SAVED_CONFIG} is missing)")
+    run_cfg = OmegaConf.load(saved_path)
+    run_cfg.hardware = cfg.hardware
+    run_cfg.data.data_dir = cfg.data.data_dir
+    run_cfg.trainer.resume = True
+    trainer = build_trainer(run_cfg, workdir)
+    try:
+        state = trainer.restore_latest()
+        results: dict[str, Any] = {split: trainer.evaluate(state, split) for split in EVAL_SPLITS}
+        results["steps"] = int(state.step)
+        write_json_atomically(os.path.join(workdir, EVALUATION_FILE), results)
+    finally:
+        trainer.close()
+    logger.info("step %d: test accuracy %.4f, loss %.4f", results["steps"], results["test"]["accuracy"], results["test"]["loss"])
+    return results
+
+
+def run(cfg: DictConfig, workdir: str) -> dict[str, Any]:
+    """Dispatches on ``cfg.mode``."""
+    mode = cfg.mode.value if hasattr(cfg.mode, "value") else str(cfg.mode)
+    if mode == "fit":
+        return train_and_evaluate(cfg, workdir)
+    return evaluate(cfg, workdir)
+
+
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """Scalar view of the config for TensorBoard's HParams tab: ``{"optim.learning_rate": 0.003, ...}``."""
+    flat: dict[str, Any] = {}
+
+    def visit(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                visit(f"{prefix}.{key}" if prefix else str(key), value)
+        elif node is None or isinstance(node, (bool, int, float, str)):
+            flat[prefix] = "None" if node is None else node
+        else:
+            flat[prefix] = str(node)
+
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    container.get("trainer", {}).pop("callbacks", None)
+    visit("", container)
+    return flat
+
+
+def write_json_atomically(path: str, payload: Any) -> None:
+    """Writes to a temporary file, then renames: readers never see half a file."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as file:
+        json.dump(payload, file, indent=2)
+        file.write("\n")
+    os.replace(temporary, path)

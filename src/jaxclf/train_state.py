@@ -1,0 +1,89 @@
+"""The pytree a training step transforms, and the pure steps themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from jaxclf.losses import cross_entropy
+from jaxclf.metrics import EvalMetrics, TrainMetrics
+from jaxclf.optim import current_learning_rate
+
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]  # (logits, labels) -> per-example loss
+
+
+class TrainState(train_state.TrainState):
+    """Parameters, optimizer state and step, plus the step's randomness and
+    non-parameter model collections (e.g. BatchNorm statistics)."""
+
+    rng: jax.Array
+    model_state: dict[str, Any]
+
+
+def create_train_state(
+    model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...], rng: jax.Array
+) -> TrainState:
+    """Initialises the model for images of ``image_shape`` (``[H, W, C]``)."""
+    init_rng, dropout_rng, step_rng = jax.random.split(rng, 3)
+    sample_images = jnp.zeros((1, *image_shape), jnp.float32)
+    variables = dict(model.init({"params": init_rng, "dropout": dropout_rng}, sample_images, train=False))
+    params = variables.pop("params")
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx, rng=step_rng, model_state=variables)
+
+
+def count_params(state: TrainState) -> int:
+    return sum(int(p.size) for p in jax.tree.leaves(state.params))
+
+
+def _forward(state: TrainState, params, images: jax.Array, *, train: bool, rng: jax.Array | None = None):
+    """Logits and the updated model state (unchanged outside training)."""
+    variables = {"params": params, **state.model_state}
+    rngs = {"dropout": rng} if rng is not None else None
+    if train and state.model_state:
+        return state.apply_fn(variables, images, train=True, rngs=rngs, mutable=list(state.model_state))
+    return state.apply_fn(variables, images, train=train, rngs=rngs), state.model_state
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], loss_fn: LossFn) -> tuple[TrainState, TrainMetrics]:
+    """One gradient step on the mean of ``loss_fn`` over the batch."""
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def objective(params):
+        logits, model_state = _forward(state, params, batch["image"], train=True, rng=rng)
+        return jnp.mean(loss_fn(logits, batch["label"])), (logits, model_state)
+
+    (loss, (logits, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, model_state=model_state)
+    metrics = TrainMetrics.single_from_model_output(
+        loss=loss, logits=logits, labels=batch["label"], learning_rate=current_learning_rate(state.opt_state)
+    )
+    return state, metrics
+
+
+def train_steps(
+    state: TrainState, metrics: TrainMetrics, batches: dict[str, jax.Array], loss_fn: LossFn
+) -> tuple[TrainState, TrainMetrics]:
+    """``train_step`` over the leading axis of ``batches`` (``lax.scan``: one dispatch for many steps)."""
+
+    def body(state, batch):
+        return train_step(state, batch, loss_fn)
+
+    state, step_metrics = jax.lax.scan(body, state, batches)
+    return state, metrics.merge(step_metrics.reduce())
+
+
+def eval_step(state: TrainState, metrics: EvalMetrics, batch: dict[str, jax.Array]) -> EvalMetrics:
+    """Adds one (masked) batch to the evaluation metrics: hard-label NLL and accuracy."""
+    logits, _ = _forward(state, state.params, batch["image"], train=False)
+    logits = logits.astype(jnp.float32)
+    return metrics.merge(
+        EvalMetrics.single_from_model_output(
+            loss=cross_entropy(logits, batch["label"]), logits=logits, labels=batch["label"], mask=batch["mask"]
+        )
+    )
