@@ -184,7 +184,8 @@ class ProgressReporter(Callback):
         self._last_seen = step
 
     def on_eval_end(self, trainer, state, step, split, results) -> None:
-        self._bar.set_postfix({f"{split}_accuracy": f"{results['accuracy']:.4f}"}, refresh=False)
+        if self._bar is not None:  # None when evaluating outside fit
+            self._bar.set_postfix({f"{split}_accuracy": f"{results['accuracy']:.4f}"}, refresh=False)
 
     def on_fit_end(self, trainer: "Trainer", state: "TrainState") -> None:
         self._bar.close()

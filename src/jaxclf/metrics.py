@@ -11,9 +11,9 @@ from clu import metrics
 
 @flax.struct.dataclass
 class TrainMetrics(metrics.Collection):
-    loss: metrics.Average.from_output("loss")
-    accuracy: metrics.Accuracy
-    learning_rate: metrics.LastValue.from_output("learning_rate")
+    loss: metrics.Average.from_output("loss")  # mean of the steps' batch losses
+    accuracy: metrics.Average.from_output("correct")
+    learning_rate: metrics.LastValue.from_output("learning_rate")  # of the latest step
 
 
 @flax.struct.dataclass

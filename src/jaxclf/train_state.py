@@ -50,8 +50,12 @@ def _forward(state: TrainState, params, images: jax.Array, *, train: bool, rng: 
     return state.apply_fn(variables, images, train=train, rngs=rngs), state.model_state
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], loss_fn: LossFn) -> tuple[TrainState, TrainMetrics]:
-    """One gradient step on the mean of ``loss_fn`` over the batch."""
+def train_step(
+    state: TrainState, batch: dict[str, jax.Array], loss_fn: LossFn
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One gradient step on the mean of ``loss_fn`` over the batch.
+
+    Returns the new state, the batch's mean loss and per-example correctness."""
     rng = jax.random.fold_in(state.rng, state.step)
 
     def objective(params):
@@ -60,22 +64,24 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], loss_fn: LossFn) 
 
     (loss, (logits, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, model_state=model_state)
-    metrics = TrainMetrics.single_from_model_output(
-        loss=loss, logits=logits, labels=batch["label"], learning_rate=current_learning_rate(state.opt_state)
-    )
-    return state, metrics
+    return state, {"loss": loss, "correct": jnp.argmax(logits, axis=-1) == batch["label"]}
 
 
 def train_steps(
     state: TrainState, metrics: TrainMetrics, batches: dict[str, jax.Array], loss_fn: LossFn
 ) -> tuple[TrainState, TrainMetrics]:
-    """``train_step`` over the leading axis of ``batches`` (``lax.scan``: one dispatch for many steps)."""
+    """``train_step`` over the leading axis of ``batches`` (``lax.scan``: one
+    dispatch for many steps); their metrics are merged into ``metrics``."""
 
     def body(state, batch):
         return train_step(state, batch, loss_fn)
 
-    state, step_metrics = jax.lax.scan(body, state, batches)
-    return state, metrics.merge(step_metrics.reduce())
+    state, outputs = jax.lax.scan(body, state, batches)
+    return state, metrics.merge(
+        TrainMetrics.single_from_model_output(
+            loss=outputs["loss"], correct=outputs["correct"], learning_rate=current_learning_rate(state.opt_state)
+        )
+    )
 
 
 def eval_step(state: TrainState, metrics: EvalMetrics, batch: dict[str, jax.Array]) -> EvalMetrics:

@@ -11,7 +11,8 @@ validation  200       ``perm[1300:1500]``
 test        297       ``perm[1500:]``
 ==========  ========  ===========================
 
-Pixels are the original integer intensities 0..16 stored as ``uint8``.
+Examples are stored in that order. Pixels are the original integer
+intensities 0..16 stored as ``uint8``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             supervised_keys=("image", "label"),
+            disable_shuffling=True,  # store each split in its documented order
             homepage="https://scikit-learn.org/stable/datasets/toy_dataset.html#digits-dataset",
         )
 
@@ -71,5 +73,6 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(
         self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray
     ) -> Iterator[tuple[int, dict]]:
-        for index in indices:
-            yield int(index), {"image": images[index], "label": int(labels[index])}
+        # Keyed by position: with shuffling disabled TFDS stores examples in key order.
+        for position, index in enumerate(indices):
+            yield position, {"image": images[index], "label": int(labels[index])}

@@ -1,0 +1,91 @@
+"""Hydra composes every option of every group, and the schema rejects bad keys and types."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from conftest import CONF_DIR
+
+GROUPS = ("model", "loss", "data", "hardware", "optim", "trainer")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_option_composes_and_resolves(compose, group, option):
+    cfg = compose([f"{group}={option}"], return_hydra_config=True)
+    assert cfg.hydra.runtime.choices[group] == option
+    job_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    container = OmegaConf.to_container(job_config, resolve=True, throw_on_missing=True)
+    assert container[group]  # the option's values are present and interpolations resolve
+
+
+def test_expected_options_exist():
+    assert set(_options("model")) >= {"linear", "mlp"}
+    assert set(_options("loss")) >= {"ce"}
+    assert set(_options("data")) >= {"digits"}
+    assert set(_options("hardware")) >= {"cpu", "gpu_single", "tpu_v4"}
+    assert set(_options("optim")) >= {"adamw", "sgd"}
+
+
+def test_defaults(compose):
+    cfg = compose()
+    assert cfg.model._target_ == "jaxclf.models.mlp.MLP"
+    assert cfg.data.name == "digits" and cfg.hardware.platform == "cpu"
+    assert cfg.optim._target_ == "jaxclf.optim.adamw"
+    assert cfg.model.num_classes == cfg.data.num_classes == 10
+    assert cfg.optim.total_steps == cfg.trainer.max_steps
+    assert str(cfg.mode.value) == "fit" and cfg.seed == 0
+    for key in (
+        "trainer.max_steps",
+        "trainer.eval_every_steps",
+        "trainer.checkpoint_every_steps",
+        "trainer.log_every_steps",
+        "trainer.resume",
+        "data.batch_size",
+        "optim.learning_rate",
+        "optim.weight_decay",
+        "optim.warmup_steps",
+    ):
+        assert OmegaConf.select(cfg, key) is not None, key
+
+
+def test_hardware_dtypes(compose):
+    assert compose(["hardware=gpu_single"]).model.dtype == "bfloat16"
+    assert compose(["hardware=tpu_v4"]).hardware.distributed is True
+    assert compose(["hardware=cpu"]).model.dtype == "float32"
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.max_step=10", "optim.momentum=0.5", "data.batchsize=3", "model.hidden=3"],
+)
+def test_unknown_key_fails_at_compose_time(compose, override):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        compose([override])
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.max_steps=ten",
+        "data.batch_size=1.5",
+        "optim.learning_rate=fast",
+        "trainer.resume=maybe",
+        "model.hidden_sizes=wide",
+        "mode=train",
+    ],
+)
+def test_wrong_type_fails_at_compose_time(compose, override):
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        compose([override])
+
+
+def test_unknown_group_option_fails(compose):
+    with pytest.raises(ConfigCompositionException, match="mlp"):
+        compose(["model=transformer9000"])

@@ -1,0 +1,116 @@
+"""The digits builder, the in-memory split reader and the step-addressed loader."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from sklearn.datasets import load_digits
+
+from jaxclf import hardware as hardware_lib
+from jaxclf.data import digits
+from jaxclf.data.loader import TrainLoader, eval_batches
+from jaxclf.data.source import ArraySplit, load_split
+from jaxclf.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def hardware():
+    return hardware_lib.setup("cpu", "float32", distributed=False)
+
+
+def _load(data_dir: str, split: str) -> ArraySplit:
+    return load_split("digits", split, mean=[0.0], std=[1.0], data_dir=data_dir, builder_module="jaxclf.data.digits")
+
+
+def test_digits_splits_are_the_documented_seeded_permutation(data_dir):
+    builder = tfds.builder("digits", data_dir=data_dir)
+    assert {name: info.num_examples for name, info in builder.info.splits.items()} == {
+        "train": 1300,
+        "validation": 200,
+        "test": 297,
+    }
+    reference = load_digits()
+    seen = []
+    for name, indices in digits.split_indices().items():
+        split = _load(data_dir, name)
+        # Same images and labels, in the documented order, pixel for pixel.
+        np.testing.assert_array_equal(split.images[..., 0], reference.images[indices])
+        np.testing.assert_array_equal(split.labels, reference.target[indices])
+        seen.extend(indices.tolist())
+    assert sorted(seen) == list(range(1797))  # disjoint and complete
+
+
+def test_config_normalisation_matches_training_statistics(data_dir, compose):
+    cfg = compose()
+    train = _load(data_dir, "train")
+    np.testing.assert_allclose(cfg.data.mean, [train.images.mean()], atol=1e-3)
+    np.testing.assert_allclose(cfg.data.std, [train.images.std()], atol=1e-3)
+    normalised = load_split(
+        "digits", "train", mean=cfg.data.mean, std=cfg.data.std, data_dir=data_dir, builder_module="jaxclf.data.digits"
+    )
+    assert abs(normalised.images.mean()) < 1e-3 and abs(normalised.images.std() - 1) < 1e-3
+    assert normalised.images.dtype == np.float32 and normalised.labels.dtype == np.int32
+
+
+def test_unknown_dataset_and_split_give_config_errors(data_dir):
+    with pytest.raises(ConfigError, match="data.name='no_such_dataset'"):
+        load_split("no_such_dataset", "train", mean=[0.0], std=[1.0], data_dir=data_dir)
+    with pytest.raises(ConfigError, match="split 'training'.*train, validation, test"):
+        _load(data_dir, "training")
+
+
+def _toy_split(n: int) -> ArraySplit:
+    images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1) * np.ones((1, 2, 2, 1), np.float32)
+    return ArraySplit(images=images, labels=np.arange(n, dtype=np.int32) % 10)
+
+
+def test_train_batches_are_deterministic_epochs_without_replacement(hardware):
+    split = _toy_split(100)
+    loader = TrainLoader(split, batch_size=32, seed=3, hardware=hardware)
+    assert loader.steps_per_epoch == 3  # the incomplete 4th batch is dropped
+    epoch0 = np.concatenate([loader.indices(step) for step in range(3)])
+    assert len(set(epoch0.tolist())) == 96  # no example twice within an epoch
+    assert not np.array_equal(loader.indices(0), loader.indices(3))  # reshuffled next epoch
+    again = TrainLoader(split, batch_size=32, seed=3, hardware=hardware)
+    np.testing.assert_array_equal(again.indices(7), loader.indices(7))
+    other_seed = TrainLoader(split, batch_size=32, seed=4, hardware=hardware)
+    assert not np.array_equal(other_seed.indices(0), loader.indices(0))
+
+
+def test_restart_at_step_k_yields_the_same_batches(hardware):
+    split = _toy_split(100)
+    uninterrupted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware)
+    stream = [np.asarray(uninterrupted.batches(step, 1)["image"]) for step in range(20)]
+    restarted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware)  # fresh process state
+    stacked = restarted.batches(13, 7)  # steps 13..19 in one fused call
+    np.testing.assert_array_equal(np.asarray(stacked["image"]), np.concatenate(stream[13:20]))
+    labels = np.asarray(stacked["label"][2])
+    np.testing.assert_array_equal(labels, split.labels[uninterrupted.indices(15)])
+
+
+def test_batches_are_global_arrays_sharded_on_the_data_axis(hardware):
+    loader = TrainLoader(_toy_split(64), batch_size=16, seed=0, hardware=hardware)
+    batch = loader.batches(0, 4)
+    assert batch["image"].shape == (4, 16, 2, 2, 1) and batch["label"].shape == (4, 16)
+    assert batch["image"].sharding.spec == jax.sharding.PartitionSpec(None, hardware_lib.DATA_AXIS)
+    assert batch["image"].sharding.mesh.axis_names == (hardware_lib.DATA_AXIS,)
+
+
+@pytest.mark.parametrize("batch_size", [7, 64, 200, 256])
+def test_eval_batches_cover_every_example_exactly_once(hardware, batch_size):
+    split = _toy_split(200)
+    seen = []
+    for batch in eval_batches(split, batch_size, hardware):
+        assert batch["image"].shape[0] == batch_size  # padded, never a ragged remainder
+        mask = np.asarray(batch["mask"])
+        seen.extend(np.asarray(batch["image"])[mask, 0, 0, 0].astype(int).tolist())
+    assert sorted(seen) == list(range(200))
+
+
+def test_bad_batch_sizes(hardware):
+    with pytest.raises(ConfigError, match="data.batch_size=0"):
+        TrainLoader(_toy_split(10), batch_size=0, seed=0, hardware=hardware)
+    with pytest.raises(ConfigError, match="data.batch_size=11 is larger than the training split"):
+        TrainLoader(_toy_split(10), batch_size=11, seed=0, hardware=hardware)

@@ -1,0 +1,57 @@
+"""Optimizers: the warmup + cosine schedule, weight-decay masking, the logged learning rate."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxclf import optim
+
+
+def test_schedule_matches_closed_form():
+    peak, warmup, total = 0.1, 10, 110
+    schedule = optim.warmup_cosine_schedule(peak, warmup, total)
+    for step in [0, 5, 10, 35, 60, 109, 110]:
+        if step < warmup:
+            expected = peak * step / warmup
+        else:
+            expected = 0.5 * peak * (1 + np.cos(np.pi * (step - warmup) / (total - warmup)))
+        np.testing.assert_allclose(schedule(step), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_kernel_mask_spares_biases():
+    params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
+    assert optim.kernel_mask(params) == {"dense": {"kernel": True, "bias": False}}
+
+
+@pytest.mark.parametrize("make", [optim.adamw, optim.sgd])
+def test_logged_learning_rate_is_the_one_used(make):
+    tx = make(learning_rate=0.2, weight_decay=0.0, warmup_steps=4, total_steps=20)
+    params = {"w": jnp.ones((2, 2))}
+    state = tx.init(params)
+    schedule = optim.warmup_cosine_schedule(0.2, 4, 20)
+    for step in range(6):
+        _, state = tx.update(params, state, params)
+        np.testing.assert_allclose(optim.current_learning_rate(state), schedule(step), rtol=1e-6)
+
+
+def test_adamw_matches_optax_adamw_at_constant_rate():
+    """With no warmup and one step the schedule is at its peak: same update as optax.adamw."""
+    params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    grads = jax.tree.map(lambda p: 0.1 * p + 1.0, params)
+    ours = optim.adamw(learning_rate=0.01, weight_decay=0.1, warmup_steps=0, total_steps=1000)
+    reference = optax.adamw(0.01, weight_decay=0.1, mask=optim.kernel_mask)
+    updates, _ = ours.update(grads, ours.init(params), params)
+    expected, _ = reference.update(grads, reference.init(params), params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), updates, expected)
+
+
+def test_gradient_clipping():
+    tx = optim.sgd(learning_rate=1.0, weight_decay=0.0, warmup_steps=0, total_steps=10, momentum=0.0, grad_clip_norm=1.0)
+    params = {"w": jnp.zeros(4)}
+    grads = {"w": jnp.full(4, 10.0)}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(jnp.linalg.norm(updates["w"]), 1.0, rtol=1e-5)
