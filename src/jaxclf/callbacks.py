@@ -168,6 +168,7 @@ class ProgressReporter(Callback):
             every_steps=self.every_steps,
             every_secs=None,
         )
+        self._report(self._last_seen, time.monotonic())  # starts the clock; never reports
         self._bar = tqdm(
             total=trainer.max_steps,
             initial=self._last_seen,

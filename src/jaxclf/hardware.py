@@ -55,10 +55,10 @@ def setup(platform: str, compute_dtype: str, distributed: bool) -> Hardware:
         jax.distributed.initialize()
     try:
         devices = jax.devices()
-    except RuntimeError as error:
+    except RuntimeError:
         raise ConfigError(
-            f"hardware.platform={platform!r} has no usable devices on this machine "
-            f"({str(error).splitlines()[0]}); use hardware=cpu here"
+            f"hardware.platform={platform!r}: JAX finds no {platform} devices on this machine "
+            f"(is a jax build for {platform} installed?); use hardware=cpu here"
         ) from None
     return Hardware(mesh=Mesh(np.asarray(devices), (DATA_AXIS,)))
 

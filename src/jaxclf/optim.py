@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -87,9 +88,11 @@ def sgd(
 
 
 def current_learning_rate(opt_state: optax.OptState) -> jax.Array:
-    """The learning rate an injected-hyperparameter optimizer will use next."""
+    """The learning rate of the latest update; NaN for an optimizer that does
+    not inject it (``optax.inject_hyperparams``)."""
     # hyperparams_states holds the schedule's own state under the same key;
     # the value itself is the one array leaf named "learning_rate".
-    return optax.tree_utils.tree_get(
+    value = optax.tree_utils.tree_get(
         opt_state, "learning_rate", filtering=lambda _, value: isinstance(value, jax.Array)
     )
+    return jnp.float32(jnp.nan) if value is None else value

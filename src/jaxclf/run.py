@@ -87,7 +87,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     try:
         summary_path = os.path.join(workdir, SUMMARY_FILE)
         latest = trainer.checkpoints.latest_step()
-        if os.path.exists(summary_path) and latest is not None and latest >= trainer.max_steps:
+        finished = os.path.exists(summary_path) and latest is not None and latest >= trainer.max_steps
+        if finished and trainer.resume:  # without resume, fit() refuses the directory
             logger.info("%s already finished (step %d); its results are left as they are", workdir, latest)
             with open(summary_path) as file:
                 return json.load(file)

@@ -1,0 +1,196 @@
+"""End to end: ``python launch.py`` as a subprocess, read back as a user would."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+from tensorboard.util import tensor_util
+
+from conftest import ROOT, run_launch
+
+TINY = (
+    "trainer.max_steps=60",
+    "trainer.eval_every_steps=20",
+    "trainer.checkpoint_every_steps=20",
+    "trainer.log_every_steps=20",
+    "trainer.progress_bar=false",
+)
+
+
+def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the run directory's event files, via TensorBoard's own reader."""
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(run_dir))
+    multiplexer.Reload()
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for run, tags in multiplexer.Runs().items():
+        for tag in tags["tensors"]:
+            for event in multiplexer.Tensors(run, tag):
+                value = tensor_util.make_ndarray(event.tensor_proto)
+                if value.dtype.kind == "f" and value.ndim == 0:
+                    scalars.setdefault(tag, []).append((event.step, float(value)))
+    return {tag: sorted(values) for tag, values in scalars.items()}
+
+
+def _digest(directory: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _checkpoint_steps(run_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run_launch(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["steps"] == 60 and summary["num_params"] == 64 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
+    assert summary["wall_time_s"] > 0
+    for split, size in (("validation", 200), ("test", 297)):
+        assert set(summary[split]) >= {"accuracy", "loss"}
+        assert summary[split]["num_examples"] == size
+        assert summary[split]["accuracy"] > 0.85  # 60 steps of the default MLP
+    assert _checkpoint_steps(finished_run) == [20, 40, 60]
+    assert (finished_run / ".hydra" / "config.yaml").exists()
+
+    scalars = _scalars(finished_run)
+    for tag in ("train/loss", "train/accuracy", "train/learning_rate", "train/steps_per_sec"):
+        assert [step for step, _ in scalars[tag]] == [20, 40, 60], tag
+    assert [step for step, _ in scalars["eval/accuracy"]] == [20, 40, 60]
+    assert [step for step, _ in scalars["eval/loss"]] == [20, 40, 60]
+    final_eval = dict(scalars["eval/accuracy"])[60]
+    assert final_eval == pytest.approx(summary["validation"]["accuracy"])
+    assert dict(scalars["test/accuracy"])[60] == pytest.approx(summary["test"]["accuracy"])
+    losses = [value for _, value in scalars["train/loss"]]
+    assert losses[-1] < losses[0]  # it learns
+    assert all(value > 0 for _, value in scalars["train/steps_per_sec"])
+
+
+def test_evaluate_mode_reproduces_the_test_accuracy(finished_run, data_dir):
+    before = _digest(finished_run / "checkpoints")
+    saved_config = (finished_run / ".hydra" / "config.yaml").read_bytes()
+    result = run_launch("mode=evaluate", f"hydra.run.dir={finished_run}", f"data.data_dir={data_dir}")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((finished_run / "summary.json").read_text())
+    evaluation = json.loads((finished_run / "evaluation.json").read_text())
+    assert evaluation["steps"] == 60
+    assert evaluation["test"]["accuracy"] == summary["test"]["accuracy"]
+    assert evaluation["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-6)
+    assert _digest(finished_run / "checkpoints") == before
+    assert (finished_run / ".hydra" / "config.yaml").read_bytes() == saved_config
+
+
+def test_rerunning_a_finished_run_changes_nothing(finished_run, data_dir):
+    before = _digest(finished_run / "checkpoints")
+    summary = (finished_run / "summary.json").read_bytes()
+    result = run_launch(f"hydra.run.dir={finished_run}", f"data.data_dir={data_dir}", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "already finished" in result.stderr + result.stdout
+    assert (finished_run / "summary.json").read_bytes() == summary
+    assert _digest(finished_run / "checkpoints") == before
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, data_dir):
+    """SIGKILL mid-run, then the same command again: the step count carries on."""
+    command = [
+        sys.executable,
+        str(ROOT / "launch.py"),
+        f"hydra.run.dir={tmp_path}",
+        f"data.data_dir={data_dir}",
+        "trainer.max_steps=4000",
+        "trainer.checkpoint_every_steps=200",
+        "trainer.eval_every_steps=1000",
+        "trainer.log_every_steps=100",
+        "trainer.progress_bar=false",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if (tmp_path / "checkpoints").exists() and _checkpoint_steps(tmp_path):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run finished before it could be interrupted"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        process.kill()
+    interrupted_at = max(_checkpoint_steps(tmp_path))
+    assert 0 < interrupted_at < 4000
+
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    log = result.stdout + result.stderr
+    resumed_from = int(log.split("Resuming from the checkpoint of step ")[1].split()[0])
+    assert resumed_from >= interrupted_at
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 4000
+    steps_logged = [step for step, _ in _scalars(tmp_path)["train/loss"]]
+    assert steps_logged[-1] == 4000 and steps_logged == sorted(set(steps_logged))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("optim.learning_rate=-1",), "optim.learning_rate=-1.0 is not valid; it must be positive"),
+        (("data.batch_size=0",), "data.batch_size=0 is not valid"),
+        (("hardware=gpu_single",), "hardware.platform='gpu': JAX finds no gpu devices"),
+    ],
+)
+def test_bad_values_fail_with_one_line(tmp_path, data_dir, overrides, message):
+    result = run_launch(f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *overrides, *TINY)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("jaxclf: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_false_refuses_to_touch_an_existing_run(finished_run, data_dir):
+    before = _digest(finished_run / "checkpoints")
+    summary = (finished_run / "summary.json").read_bytes()
+    result = run_launch(f"hydra.run.dir={finished_run}", f"data.data_dir={data_dir}", "trainer.resume=false", *TINY)
+    assert result.returncode == 2
+    assert "trainer.resume=false but" in result.stderr and "latest step 60" in result.stderr
+    assert _digest(finished_run / "checkpoints") == before
+    assert (finished_run / "summary.json").read_bytes() == summary
+
+
+def test_two_devices_shard_the_batch(tmp_path, data_dir):
+    two_cpus = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    result = run_launch(
+        f"hydra.run.dir={tmp_path / 'ok'}",
+        f"data.data_dir={data_dir}",
+        "data.batch_size=64",
+        "data.eval_batch_size=46",  # divides neither 200 nor 297
+        *TINY,
+        env_extra=two_cpus,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "ok" / "summary.json").read_text())
+    assert summary["validation"]["num_examples"] == 200 and summary["test"]["num_examples"] == 297
+
+    result = run_launch(
+        f"hydra.run.dir={tmp_path / 'odd'}", f"data.data_dir={data_dir}", "data.batch_size=63", *TINY, env_extra=two_cpus
+    )
+    assert result.returncode == 2
+    assert "data.batch_size=63 is not valid; it must be a positive multiple of the device count (2)" in result.stderr

@@ -1,0 +1,158 @@
+"""The Trainer in process: fused steps, masked evaluation, callbacks, resume."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxclf import hardware as hardware_lib
+from jaxclf.callbacks import Callback
+from jaxclf.losses import CrossEntropyLoss
+from jaxclf.metrics import EvalMetrics, TrainMetrics
+from jaxclf.models.mlp import MLP
+from jaxclf.run import build_trainer
+from jaxclf.train_state import create_train_state, eval_step, train_step, train_steps
+
+
+@pytest.fixture(scope="module")
+def state_and_batches():
+    model = MLP(num_classes=3, hidden_sizes=(16,), dropout_rate=0.1)
+    state = create_train_state(model, optax.adam(1e-2), (4, 4, 1), jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    batches = {
+        "image": jnp.asarray(rng.normal(size=(5, 8, 4, 4, 1)), jnp.float32),
+        "label": jnp.asarray(rng.integers(0, 3, size=(5, 8)), jnp.int32),
+    }
+    return state, batches
+
+
+def test_fused_steps_equal_single_steps(state_and_batches):
+    """lax.scan over 5 steps computes what 5 separate jitted steps compute."""
+    state, batches = state_and_batches
+    loss_fn = CrossEntropyLoss()
+    fused, fused_metrics = jax.jit(train_steps, static_argnames="loss_fn")(state, TrainMetrics.empty(), batches, loss_fn=loss_fn)
+    single = state
+    losses = []
+    step = jax.jit(train_step, static_argnames="loss_fn")
+    for index in range(5):
+        single, outputs = step(single, jax.tree.map(lambda x: x[index], batches), loss_fn=loss_fn)
+        losses.append(float(outputs["loss"]))
+    assert int(fused.step) == int(single.step) == 5
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fused.params, single.params)
+    np.testing.assert_allclose(fused_metrics.compute()["loss"], np.mean(losses), rtol=1e-5)
+
+
+def test_eval_step_ignores_padding(state_and_batches):
+    state, batches = state_and_batches
+    images, labels = batches["image"][0], batches["label"][0]
+    mask = jnp.arange(8) < 5
+    metrics = jax.jit(eval_step)(state, EvalMetrics.empty(), {"image": images, "label": labels, "mask": mask})
+    logits = np.asarray(state.apply_fn({"params": state.params}, images, train=False), np.float64)[:5]
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    expected_nll = -log_probs[np.arange(5), np.asarray(labels[:5])].mean()
+    expected_accuracy = (logits.argmax(-1) == np.asarray(labels[:5])).mean()
+    results = metrics.compute()
+    np.testing.assert_allclose(results["loss"], expected_nll, rtol=1e-5)
+    np.testing.assert_allclose(results["accuracy"], expected_accuracy)
+    assert metrics.num_examples == 5
+
+
+def test_dropout_acts_only_in_training(state_and_batches):
+    state, batches = state_and_batches
+    images = batches["image"][0]
+    variables = {"params": state.params}
+    eval_a = state.apply_fn(variables, images, train=False)
+    eval_b = state.apply_fn(variables, images, train=False)
+    np.testing.assert_array_equal(eval_a, eval_b)
+    train_out = state.apply_fn(variables, images, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
+    assert not np.allclose(train_out, eval_a)
+
+
+class RecordingCallback(Callback):
+    """Records every event it sees (used through ``trainer.callbacks`` config)."""
+
+    def __init__(self, tag: str = "recorder"):
+        self.tag = tag
+        self.events: list[tuple] = []
+
+    def on_fit_start(self, trainer, state):
+        self.events.append(("fit_start", int(state.step)))
+
+    def on_train_steps_end(self, trainer, state, step):
+        self.events.append(("train_steps_end", step))
+
+    def on_eval_end(self, trainer, state, step, split, results):
+        self.events.append(("eval_end", step, split, results["num_examples"]))
+
+    def on_checkpoint(self, trainer, step):
+        self.events.append(("checkpoint", step))
+
+    def on_fit_end(self, trainer, state):
+        self.events.append(("fit_end", int(state.step)))
+
+
+def _trainer(compose, data_dir, workdir, *overrides):
+    cfg = compose(
+        [
+            f"data.data_dir={data_dir}",
+            "trainer.progress_bar=false",
+            "+trainer.callbacks.recorder._target_=test_trainer.RecordingCallback",
+            "+trainer.callbacks.recorder.tag=probe",
+            *overrides,
+        ]
+    )
+    return build_trainer(cfg, str(workdir))
+
+
+def test_user_callback_from_config_sees_every_event(compose, data_dir, tmp_path):
+    trainer = _trainer(
+        compose,
+        data_dir,
+        tmp_path,
+        "trainer.max_steps=25",
+        "trainer.steps_per_call=4",
+        "trainer.log_every_steps=10",
+        "trainer.eval_every_steps=10",
+        "trainer.checkpoint_every_steps=20",
+        "data.eval_batch_size=64",
+    )
+    recorder = trainer.callbacks[-1]
+    assert isinstance(recorder, RecordingCallback) and recorder.tag == "probe"
+    state = trainer.fit()
+    trainer.close()
+    assert int(state.step) == 25
+    ends = [event[1] for event in recorder.events if event[0] == "train_steps_end"]
+    # At most 4 steps per call, and calls stop at every multiple of 10 and 20 and at 25.
+    assert ends == [4, 8, 10, 14, 18, 20, 24, 25]
+    assert ("eval_end", 10, "validation", 200) in recorder.events
+    assert ("eval_end", 20, "validation", 200) in recorder.events
+    assert [event for event in recorder.events if event[0] == "checkpoint"] == [("checkpoint", 20), ("checkpoint", 25)]
+    assert recorder.events[0] == ("fit_start", 0) and recorder.events[-1] == ("fit_end", 25)
+
+
+def test_resume_continues_from_the_checkpoint(compose, data_dir, tmp_path):
+    first = _trainer(compose, data_dir, tmp_path, "trainer.max_steps=20", "trainer.checkpoint_every_steps=10")
+    first_state = first.fit()
+    first.close()
+    assert first.checkpoints.latest_step() == 20
+
+    second = _trainer(compose, data_dir, tmp_path, "trainer.max_steps=30", "trainer.checkpoint_every_steps=10")
+    restored = second.initial_state()
+    assert int(restored.step) == 20
+    jax.tree.map(np.testing.assert_array_equal, restored.params, first_state.params)
+    state = second.fit()
+    second.close()
+    assert int(state.step) == 30
+    recorder = second.callbacks[-1]
+    assert recorder.events[0] == ("fit_start", 20)
+    assert [e[1] for e in recorder.events if e[0] == "train_steps_end"][0] > 20
+
+
+def test_a_mesh_is_built_even_on_one_cpu():
+    hardware = hardware_lib.setup("cpu", "float32", distributed=False)
+    assert hardware.mesh.axis_names == (hardware_lib.DATA_AXIS,)
+    assert hardware.num_devices == len(jax.devices())
