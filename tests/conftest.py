@@ -19,7 +19,8 @@ def data_dir(tmp_path_factory) -> str:
     from jaxclf.data.digits import Digits
 
     directory = tmp_path_factory.mktemp("tfds")
-    Digits(data_dir=str(directory), file_format="array_record").download_and_prepare()
+    for config in ("classes", "parity"):
+        Digits(config=config, data_dir=str(directory), file_format="array_record").download_and_prepare()
     return str(directory)
 
 

@@ -36,7 +36,7 @@ def test_expected_options_exist():
 def test_defaults(compose):
     cfg = compose()
     assert cfg.model._target_ == "jaxclf.models.mlp.MLP"
-    assert cfg.data.name == "digits" and cfg.hardware.platform == "cpu"
+    assert cfg.data.name == "digits/classes" and cfg.hardware.platform == "cpu"
     assert cfg.optim._target_ == "jaxclf.optim.adamw"
     assert cfg.model.num_classes == cfg.data.num_classes == 10
     assert cfg.optim.total_steps == cfg.trainer.max_steps

@@ -21,11 +21,11 @@ def hardware():
 
 
 def _load(data_dir: str, split: str) -> ArraySplit:
-    return load_split("digits", split, mean=[0.0], std=[1.0], data_dir=data_dir, builder_module="jaxclf.data.digits")
+    return load_split("digits/classes", split, mean=[0.0], std=[1.0], data_dir=data_dir, builder_module="jaxclf.data.digits")
 
 
 def test_digits_splits_are_the_documented_seeded_permutation(data_dir):
-    builder = tfds.builder("digits", data_dir=data_dir)
+    builder = tfds.builder("digits/classes", data_dir=data_dir)
     assert {name: info.num_examples for name, info in builder.info.splits.items()} == {
         "train": 1300,
         "validation": 200,
@@ -48,7 +48,7 @@ def test_config_normalisation_matches_training_statistics(data_dir, compose):
     np.testing.assert_allclose(cfg.data.mean, [train.images.mean()], atol=1e-3)
     np.testing.assert_allclose(cfg.data.std, [train.images.std()], atol=1e-3)
     normalised = load_split(
-        "digits", "train", mean=cfg.data.mean, std=cfg.data.std, data_dir=data_dir, builder_module="jaxclf.data.digits"
+        "digits/classes", "train", mean=cfg.data.mean, std=cfg.data.std, data_dir=data_dir, builder_module="jaxclf.data.digits"
     )
     assert abs(normalised.images.mean()) < 1e-3 and abs(normalised.images.std() - 1) < 1e-3
     assert normalised.images.dtype == np.float32 and normalised.labels.dtype == np.int32

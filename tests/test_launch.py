@@ -42,6 +42,26 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(values) for tag, values in scalars.items()}
 
 
+def _images(run_dir: Path) -> dict[str, dict[int, tuple[int, int]]]:
+    """Image summaries per tag: step -> (height, width) of the decoded PNG."""
+    import io
+
+    from PIL import Image
+
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(run_dir))
+    multiplexer.Reload()
+    images: dict[str, dict[int, tuple[int, int]]] = {}
+    for run, tags in multiplexer.Runs().items():
+        for tag in tags["tensors"]:
+            for event in multiplexer.Tensors(run, tag):
+                value = tensor_util.make_ndarray(event.tensor_proto)
+                if value.dtype.kind in "SO" and value.ndim == 1 and len(value) == 3:  # [width, height, png]
+                    png = Image.open(io.BytesIO(value[2]))
+                    images.setdefault(tag, {})[event.step] = png.size[::-1]
+    return images
+
+
 def _digest(directory: Path) -> dict[str, str]:
     return {
         str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -67,7 +87,9 @@ def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):
     assert summary["steps"] == 60 and summary["num_params"] == 64 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
     assert summary["wall_time_s"] > 0
     for split, size in (("validation", 200), ("test", 297)):
-        assert set(summary[split]) >= {"accuracy", "loss"}
+        assert set(summary[split]) >= {"accuracy", "loss", "nll", "top5_accuracy", "ece", "brier"}
+        assert summary[split]["nll"] == summary[split]["loss"]
+        assert 0 <= summary[split]["ece"] < 0.2 and 0 <= summary[split]["brier"] < 0.5
         assert summary[split]["num_examples"] == size
         assert summary[split]["accuracy"] > 0.85  # 60 steps of the default MLP
     assert _checkpoint_steps(finished_run) == [20, 40, 60]
@@ -77,7 +99,12 @@ def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):
     for tag in ("train/loss", "train/accuracy", "train/learning_rate", "train/steps_per_sec"):
         assert [step for step, _ in scalars[tag]] == [20, 40, 60], tag
     assert [step for step, _ in scalars["eval/accuracy"]] == [20, 40, 60]
-    assert [step for step, _ in scalars["eval/loss"]] == [20, 40, 60]
+    for tag in ("eval/loss", "eval/nll", "eval/top5_accuracy", "eval/ece", "eval/brier"):
+        assert [step for step, _ in scalars[tag]] == [20, 40, 60], tag
+    assert dict(scalars["test/ece"])[60] == pytest.approx(summary["test"]["ece"])
+    images = _images(finished_run)
+    assert set(images["eval/reliability_diagram"]) == {20, 40, 60}
+    assert set(images["test/reliability_diagram"]) == {60}
     final_eval = dict(scalars["eval/accuracy"])[60]
     assert final_eval == pytest.approx(summary["validation"]["accuracy"])
     assert dict(scalars["test/accuracy"])[60] == pytest.approx(summary["test"]["accuracy"])
@@ -155,6 +182,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, data_dir):
         (("optim.learning_rate=-1",), "optim.learning_rate=-1.0 is not valid; it must be positive"),
         (("data.batch_size=0",), "data.batch_size=0 is not valid"),
         (("hardware=gpu_single",), "hardware.platform='gpu': JAX finds no gpu devices"),
+        (("loss=distill",), "loss.teacher=None is not a run directory"),
     ],
 )
 def test_bad_values_fail_with_one_line(tmp_path, data_dir, overrides, message):
@@ -194,3 +222,39 @@ def test_two_devices_shard_the_batch(tmp_path, data_dir):
     )
     assert result.returncode == 2
     assert "data.batch_size=63 is not valid; it must be a positive multiple of the device count (2)" in result.stderr
+
+
+def test_binary_digits_with_a_single_logit(tmp_path, data_dir):
+    result = run_launch(f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", "experiment=binary_digits", *TINY)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["num_params"] == 64 * 256 + 256 + 256 * 256 + 256 + 256 * 1 + 1  # one logit
+    for split in ("validation", "test"):
+        assert "top5_accuracy" not in summary[split]  # two classes
+        assert summary[split]["accuracy"] > 0.85 and summary[split]["ece"] < 0.2
+
+
+def test_distillation_from_a_finished_run(tmp_path, finished_run, data_dir):
+    teacher_files = _digest(finished_run / "checkpoints")
+    result = run_launch(
+        f"hydra.run.dir={tmp_path}",
+        f"data.data_dir={data_dir}",
+        "loss=distill",
+        f"loss.teacher={finished_run}",
+        "model=linear",
+        "optim.learning_rate=0.05",
+        *TINY,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["num_params"] == 64 * 10 + 10  # the student is linear
+    assert summary["test"]["accuracy"] > 0.85
+    assert _digest(finished_run / "checkpoints") == teacher_files  # the teacher is only read
+
+
+def test_a_teacher_of_other_classes_is_refused(finished_run):
+    from jaxclf.errors import ConfigError
+    from jaxclf.objectives import distillation_from_run
+
+    with pytest.raises(ConfigError, match="trained on 10 classes of \\[8, 8, 1\\] images; this run needs 2 classes"):
+        distillation_from_run(str(finished_run), temperature=4.0, alpha=0.5, num_classes=2, image_shape=[8, 8, 1])

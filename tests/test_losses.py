@@ -1,4 +1,4 @@
-"""Cross-entropy against optax and float64 NumPy closed forms."""
+"""The classification math against independent references: optax and float64 NumPy."""
 
 from __future__ import annotations
 
@@ -7,43 +7,194 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from jaxclf import losses
+from jaxclf import losses, targets
+
+ADVERSARIAL_LOGITS = np.array(
+    [
+        [1e4, -1e4, 0.0, 0.0],
+        [-1e4, -1e4, -1e4, -1e4],
+        [1e4, 1e4, 1e4, -1e4],
+        [0.0, 0.0, 0.0, 0.0],
+        [3e3, -2e3, 1e4, -5e3],
+    ],
+    np.float32,
+)
 
 
-def _numpy_log_softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64)
+def _np_log_softmax(logits) -> np.ndarray:
+    logits = np.asarray(logits, np.float64)
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def test_log_softmax_and_softmax_match_float64_reference():
-    logits = np.random.default_rng(0).normal(scale=5.0, size=(64, 10)).astype(np.float32)
-    np.testing.assert_allclose(losses.log_softmax(logits), _numpy_log_softmax(logits), atol=1e-5)
-    np.testing.assert_allclose(losses.softmax(logits), np.exp(_numpy_log_softmax(logits)), atol=1e-6)
+def _np_log_sigmoid(h) -> np.ndarray:
+    h = np.asarray(h, np.float64)
+    return np.minimum(h, 0) - np.log1p(np.exp(-np.abs(h)))
 
 
-def test_cross_entropy_matches_optax():
+finite_logits = hnp.arrays(
+    np.float32,
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=6),
+    elements=st.floats(-1e4, 1e4, width=32),
+)
+
+
+# -- softmax and log-softmax --------------------------------------------------
+
+
+@settings(deadline=None, max_examples=25)
+@given(finite_logits)
+def test_log_softmax_matches_float64_reference(logits):
+    np.testing.assert_allclose(losses.log_softmax(logits), _np_log_softmax(logits), rtol=1e-5, atol=2e-3)
+    probs = np.asarray(losses.softmax(logits))
+    np.testing.assert_allclose(probs, np.exp(_np_log_softmax(logits)), atol=1e-6)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_naive_softmax_overflows_where_ours_does_not():
+    logits = jnp.array([1e4, 0.0, -1e4], jnp.float32)
+    naive = jnp.exp(logits) / jnp.sum(jnp.exp(logits))  # exp(1e4) = inf, inf / inf = nan
+    assert np.isnan(naive[0])
+    np.testing.assert_allclose(losses.softmax(logits), [1.0, 0.0, 0.0])
+    naive_nll = -jnp.log(jnp.exp(logits) / jnp.sum(jnp.exp(logits)))[1]
+    assert not np.isfinite(naive_nll)
+    np.testing.assert_allclose(losses.cross_entropy(logits, jnp.array(1)), 1e4)
+
+
+# -- cross-entropies ------------------------------------------------------------
+
+
+@settings(deadline=None, max_examples=25)
+@given(finite_logits, st.integers(0, 2**31 - 1))
+def test_cross_entropy_matches_optax_and_soft_ce_with_one_hot(logits, seed):
+    labels = np.random.default_rng(seed).integers(0, logits.shape[-1], size=logits.shape[0])
+    hard = losses.cross_entropy(logits, labels)
+    reference = -_np_log_softmax(logits)[np.arange(len(labels)), labels]
+    np.testing.assert_allclose(hard, reference, rtol=1e-5, atol=2e-3)
+    np.testing.assert_allclose(hard, optax.softmax_cross_entropy_with_integer_labels(logits, labels), rtol=1e-5, atol=2e-3)
+    soft = losses.soft_cross_entropy(logits, targets.one_hot(labels, logits.shape[-1]))
+    np.testing.assert_allclose(soft, hard, rtol=1e-6, atol=1e-6)
+
+
+def test_soft_cross_entropy_matches_optax_on_soft_targets():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=4.0, size=(16, 9)).astype(np.float32)
+    probs = rng.dirichlet(np.ones(9), size=16).astype(np.float32)
+    expected = optax.softmax_cross_entropy(logits, probs)
+    np.testing.assert_allclose(losses.soft_cross_entropy(logits, probs), expected, rtol=1e-5)
+    closed_form = -(probs * _np_log_softmax(logits)).sum(-1)
+    np.testing.assert_allclose(losses.soft_cross_entropy(logits, probs), closed_form, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_losses_and_gradients_stay_finite_at_extreme_logits(dtype):
+    logits = jnp.asarray(ADVERSARIAL_LOGITS, dtype)
+    labels = jnp.array([1, 0, 3, 2, 3])
+    one_hot = targets.one_hot(labels, 4)  # zero-probability entries everywhere else
+    soft = targets.smooth_labels(one_hot, 0.1)
+    checks = {
+        "cross_entropy": lambda z: losses.cross_entropy(z, labels),
+        "soft_cross_entropy/one_hot": lambda z: losses.soft_cross_entropy(z, one_hot),
+        "soft_cross_entropy/smoothed": lambda z: losses.soft_cross_entropy(z, soft),
+        "sigmoid_bce": lambda z: losses.sigmoid_binary_cross_entropy(z, one_hot),
+        "distillation": lambda z: losses.distillation_loss(z, jnp.flip(logits, 0), 2.0),
+        "kl": lambda z: losses.kl_divergence(jnp.flip(logits, 0), z),
+    }
+    for name, loss in checks.items():
+        values = loss(logits)
+        grads = jax.grad(lambda z: jnp.sum(loss(z)))(logits)
+        assert values.dtype == jnp.float32, name
+        assert np.all(np.isfinite(np.asarray(values, np.float32))), name
+        assert np.all(np.isfinite(np.asarray(grads, np.float32))), name
+    # The worst case is exact: -log p[label] = 2e4 for the first row.
+    np.testing.assert_allclose(losses.cross_entropy(logits, labels)[0], 2e4, rtol=1e-2 if dtype == jnp.bfloat16 else 1e-6)
+
+
+def test_cross_entropy_gradient_is_softmax_minus_target():
     rng = np.random.default_rng(1)
-    logits = rng.normal(scale=3.0, size=(32, 7)).astype(np.float32)
-    labels = rng.integers(0, 7, size=32)
-    expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    np.testing.assert_allclose(losses.cross_entropy(logits, labels), expected, rtol=1e-6, atol=1e-6)
-
-
-def test_cross_entropy_is_finite_for_huge_logits():
-    logits = jnp.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]], jnp.float32)
-    labels = jnp.array([1, 0])
-    values = losses.cross_entropy(logits, labels)
-    grads = jax.grad(lambda z: losses.cross_entropy(z, labels).sum())(logits)
-    assert np.all(np.isfinite(values)) and np.all(np.isfinite(grads))
-    np.testing.assert_allclose(values, [2e4, 2e4 + np.log(2.0)], rtol=1e-6)
+    logits = rng.normal(size=(5, 6)).astype(np.float32)
+    probs = rng.dirichlet(np.ones(6), size=5).astype(np.float32)
+    grads = jax.grad(lambda z: jnp.sum(losses.soft_cross_entropy(z, probs)))(logits)
+    np.testing.assert_allclose(grads, np.exp(_np_log_softmax(logits)) - probs, atol=1e-6)
 
 
 @pytest.mark.parametrize("batch_shape", [(), (5,), (2, 3)])
-def test_cross_entropy_shapes(batch_shape):
+def test_per_example_shapes(batch_shape):
     logits = jnp.zeros((*batch_shape, 4))
     labels = jnp.zeros(batch_shape, jnp.int32)
-    values = losses.CrossEntropyLoss()(logits, labels)
-    assert values.shape == batch_shape
-    np.testing.assert_allclose(values, np.log(4.0), rtol=1e-6)
+    np.testing.assert_allclose(losses.cross_entropy(logits, labels), np.full(batch_shape, np.log(4.0)), rtol=1e-6)
+    assert losses.soft_cross_entropy(logits, targets.one_hot(labels, 4)).shape == batch_shape
+    assert losses.sigmoid_binary_cross_entropy(logits, targets.one_hot(labels, 4)).shape == batch_shape
+
+
+# -- sigmoid: the binary and multi-label cases ------------------------------------
+
+
+@settings(deadline=None, max_examples=25)
+@given(hnp.arrays(np.float32, st.integers(1, 8), elements=st.floats(-1e4, 1e4, width=32)), st.integers(0, 2**31 - 1))
+def test_binary_ce_is_softmax_ce_over_zero_and_h(h, seed):
+    """The seed's derivation: sigmoid(h) = softmax([0, h])[1], so BCE(h, y) = CE([0, h], y)."""
+    y = np.random.default_rng(seed).integers(0, 2, size=h.shape)
+    binary = losses.sigmoid_binary_cross_entropy(h[:, None], y[:, None].astype(np.float32))
+    two_logits = losses.cross_entropy(losses.two_class_logits(jnp.asarray(h)[:, None]), y)
+    np.testing.assert_allclose(binary, two_logits, rtol=1e-5, atol=1e-5)
+    reference = -(y * _np_log_sigmoid(h) + (1 - y) * _np_log_sigmoid(-h))
+    np.testing.assert_allclose(binary, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_multilabel_sigmoid_matches_optax_summed_over_classes():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(scale=3.0, size=(8, 5)).astype(np.float32)
+    labels = rng.integers(0, 2, size=(8, 5)).astype(np.float32)
+    expected = optax.sigmoid_binary_cross_entropy(logits, labels).sum(-1)
+    np.testing.assert_allclose(losses.sigmoid_binary_cross_entropy(logits, labels), expected, rtol=1e-5)
+
+
+# -- distillation ------------------------------------------------------------------
+
+
+def test_distillation_matches_optax_kl_times_t_squared():
+    rng = np.random.default_rng(3)
+    student = rng.normal(scale=3.0, size=(6, 10)).astype(np.float32)
+    teacher = rng.normal(scale=3.0, size=(6, 10)).astype(np.float32)
+    temperature = 3.0
+    expected = temperature**2 * optax.kl_divergence(
+        jax.nn.log_softmax(student / temperature), jax.nn.softmax(teacher / temperature)
+    )
+    np.testing.assert_allclose(losses.distillation_loss(student, teacher, temperature), expected, rtol=1e-5, atol=1e-6)
+    closed_form = (
+        temperature**2
+        * (np.exp(_np_log_softmax(teacher / temperature)) * (_np_log_softmax(teacher / temperature) - _np_log_softmax(student / temperature))).sum(-1)
+    )
+    np.testing.assert_allclose(losses.distillation_loss(student, teacher, temperature), closed_form, rtol=1e-5, atol=1e-6)
+
+
+def test_distillation_is_zero_with_zero_gradient_when_student_equals_teacher():
+    logits = jnp.asarray(np.random.default_rng(4).normal(size=(4, 7)), jnp.float32)
+    value = losses.distillation_loss(logits, logits, 2.5)
+    grads = jax.grad(lambda z: jnp.sum(losses.distillation_loss(z, logits, 2.5)))(logits)
+    np.testing.assert_allclose(value, 0.0, atol=1e-6)
+    np.testing.assert_allclose(grads, 0.0, atol=1e-6)
+
+
+def test_t_squared_keeps_gradient_magnitude_comparable_across_temperatures():
+    """Without T^2 the gradient shrinks like 1/T^2; with it, it settles to a constant
+    (the logit-matching limit: grad -> (student - teacher) / K for centred logits)."""
+    rng = np.random.default_rng(5)
+    student = rng.normal(size=(32, 10)).astype(np.float32)
+    teacher = rng.normal(size=(32, 10)).astype(np.float32)
+    norms = {}
+    for temperature in (1.0, 4.0, 16.0, 64.0):
+        grads = jax.grad(lambda z: jnp.sum(losses.distillation_loss(z, teacher, temperature)))(student)
+        norms[temperature] = float(jnp.linalg.norm(grads))
+    scaled = np.array([norms[t] for t in (4.0, 16.0, 64.0)])
+    assert scaled.max() / scaled.min() < 1.5  # comparable with T^2
+    unscaled = np.array([norms[t] / t**2 for t in (4.0, 16.0, 64.0)])
+    assert unscaled.max() / unscaled.min() > 100  # collapses without it
+    centred = lambda z: z - z.mean(-1, keepdims=True)  # noqa: E731
+    limit = np.linalg.norm((centred(student) - centred(teacher)) / 10)
+    np.testing.assert_allclose(norms[64.0], limit, rtol=0.05)

@@ -34,6 +34,7 @@ class TrainerConfig:
     resume: bool = True
     max_checkpoints_to_keep: int = 3
     progress_bar: bool = True
+    reliability_diagrams: bool = True  # an image per evaluation in TensorBoard
     # name -> {_target_: ..., **kwargs}: extra jaxclf.callbacks.Callback objects.
     callbacks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -112,8 +113,32 @@ class MLPConfig:
 
 
 @dataclasses.dataclass
-class CrossEntropyConfig:
-    _target_: str = "jaxclf.losses.CrossEntropyLoss"
+class TargetsConfig:
+    """Soft targets: label smoothing, then mixup/cutmix (alpha 0 switches them off)."""
+
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+
+
+@dataclasses.dataclass
+class SoftmaxCrossEntropyConfig(TargetsConfig):
+    _target_: str = "jaxclf.objectives.SoftmaxCrossEntropy"
+
+
+@dataclasses.dataclass
+class SigmoidCrossEntropyConfig(TargetsConfig):
+    _target_: str = "jaxclf.objectives.SigmoidCrossEntropy"
+
+
+@dataclasses.dataclass
+class DistillationConfig(TargetsConfig):
+    _target_: str = "jaxclf.objectives.distillation_from_run"
+    teacher: Optional[str] = None  # run directory of a finished jaxclf run
+    temperature: float = 4.0
+    alpha: float = 0.9  # weight of the distillation term; 1 - alpha on the targets
+    num_classes: int = II("data.num_classes")
+    image_shape: list[int] = II("data.image_shape")
 
 
 @dataclasses.dataclass
@@ -139,7 +164,9 @@ def register_configs() -> None:
     store.store(group="optim", name="base_sgd", node=SGDConfig)
     store.store(group="model", name="base_linear", node=LinearConfig)
     store.store(group="model", name="base_mlp", node=MLPConfig)
-    store.store(group="loss", name="base_ce", node=CrossEntropyConfig)
+    store.store(group="loss", name="base_softmax_ce", node=SoftmaxCrossEntropyConfig)
+    store.store(group="loss", name="base_sigmoid_ce", node=SigmoidCrossEntropyConfig)
+    store.store(group="loss", name="base_distill", node=DistillationConfig)
 
 
 def output_subdir(mode: Any) -> str:

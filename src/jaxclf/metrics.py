@@ -1,25 +1,84 @@
 """CLU metric collections for training and evaluation.
 
 Training metrics are merged inside the jitted step and read out at each
-logging period; evaluation metrics honour the ``mask`` of padded batches, so
-every example of a split counts exactly once.
+logging period. Evaluation metrics honour the ``mask`` of padded batches, so
+every example of a split counts exactly once; they judge the predicted
+distribution, whatever the training loss: hard-label NLL, accuracy, top-5
+accuracy, expected calibration error and Brier score.
 """
 
 import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
 from clu import metrics
+
+NUM_CALIBRATION_BINS = 15
+
+
+@flax.struct.dataclass
+class CalibrationBins(metrics.Metric):
+    """Per-bin example counts, summed confidences and summed correctness over
+    ``NUM_CALIBRATION_BINS`` equal-width confidence bins ``((b-1)/M, b/M]``.
+
+    ``compute()`` is the expected calibration error (Guo et al. 2017):
+    ``sum_b (n_b / N) |accuracy_b - confidence_b|``."""
+
+    count: jnp.ndarray
+    confidence: jnp.ndarray
+    correct: jnp.ndarray
+
+    @classmethod
+    def empty(cls) -> "CalibrationBins":
+        # Three distinct buffers: the eval step donates the metrics.
+        return cls(*(jnp.zeros(NUM_CALIBRATION_BINS, jnp.float32) for _ in range(3)))
+
+    @classmethod
+    def from_model_output(
+        cls, *, probs: jnp.ndarray, labels: jnp.ndarray, mask: jnp.ndarray | None = None, **_
+    ) -> "CalibrationBins":
+        confidence = jnp.max(probs, axis=-1)
+        correct = (jnp.argmax(probs, axis=-1) == labels).astype(jnp.float32)
+        bins = jnp.clip(jnp.ceil(confidence * NUM_CALIBRATION_BINS).astype(jnp.int32) - 1, 0, NUM_CALIBRATION_BINS - 1)
+        weights = jax.nn.one_hot(bins, NUM_CALIBRATION_BINS, dtype=jnp.float32)
+        if mask is not None:
+            weights = weights * mask[:, None].astype(jnp.float32)
+        return cls(
+            count=weights.sum(axis=0),
+            confidence=(weights * confidence[:, None]).sum(axis=0),
+            correct=(weights * correct[:, None]).sum(axis=0),
+        )
+
+    def merge(self, other: "CalibrationBins") -> "CalibrationBins":
+        return type(self)(
+            count=self.count + other.count,
+            confidence=self.confidence + other.confidence,
+            correct=self.correct + other.correct,
+        )
+
+    def compute(self) -> jnp.ndarray:
+        return jnp.sum(jnp.abs(self.correct - self.confidence)) / jnp.maximum(jnp.sum(self.count), 1.0)
+
+    def as_numpy(self) -> dict[str, np.ndarray]:
+        """The bins on the host, for a reliability diagram."""
+        return {"count": np.asarray(self.count), "confidence": np.asarray(self.confidence), "correct": np.asarray(self.correct)}
 
 
 @flax.struct.dataclass
 class TrainMetrics(metrics.Collection):
     loss: metrics.Average.from_output("loss")  # mean of the steps' batch losses
-    accuracy: metrics.Average.from_output("correct")
+    accuracy: metrics.Average.from_output("correct")  # against the un-mixed labels
     learning_rate: metrics.LastValue.from_output("learning_rate")  # of the latest step
 
 
 @flax.struct.dataclass
 class EvalMetrics(metrics.Collection):
-    loss: metrics.Average.from_output("loss")  # hard-label cross-entropy (NLL)
-    accuracy: metrics.Accuracy
+    loss: metrics.Average.from_output("nll")  # hard-label cross-entropy, named as in training
+    nll: metrics.Average.from_output("nll")  # the same value, under its statistical name
+    accuracy: metrics.Average.from_output("correct")
+    top5_accuracy: metrics.Average.from_output("top5_correct")
+    ece: CalibrationBins
+    brier: metrics.Average.from_output("brier")  # sum_k (p_k - y_k)^2 per example
 
     @property
     def num_examples(self) -> int:

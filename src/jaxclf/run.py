@@ -16,10 +16,12 @@ import os
 import time
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import hardware as hardware_lib
+from jaxclf.checkpointing import SAVED_CONFIG
 from jaxclf.data.loader import TrainLoader
 from jaxclf.data.source import load_split
 from jaxclf.errors import ConfigError
@@ -30,8 +32,17 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
 EVALUATION_FILE = "evaluation.json"
-SAVED_CONFIG = os.path.join(".hydra", "config.yaml")
 EVAL_SPLITS = ("validation", "test")
+
+
+def instantiate(node: Any) -> Any:
+    """``hydra.utils.instantiate``, letting a ``ConfigError`` from the target through unwrapped."""
+    try:
+        return hydra_instantiate(node)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
 
 
 def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
@@ -58,8 +69,9 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
 
     return Trainer(
         model=instantiate(cfg.model),
-        loss_fn=instantiate(cfg.loss),
+        objective=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optim),
+        num_classes=data.num_classes,
         hardware=hardware,
         train_loader=train_loader,
         eval_splits=splits,
@@ -74,6 +86,7 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
         resume=cfg.trainer.resume,
         max_checkpoints_to_keep=cfg.trainer.max_checkpoints_to_keep,
         progress_bar=cfg.trainer.progress_bar,
+        reliability_diagrams=cfg.trainer.reliability_diagrams,
         callbacks=[instantiate(callback) for callback in cfg.trainer.callbacks.values()],
         hparams=flat_hparams(cfg),
     )

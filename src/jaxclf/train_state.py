@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -11,11 +10,11 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from jaxclf.losses import cross_entropy
+from jaxclf.losses import log_softmax, two_class_logits
 from jaxclf.metrics import EvalMetrics, TrainMetrics
+from jaxclf.objectives import Objective
 from jaxclf.optim import current_learning_rate
-
-LossFn = Callable[[jax.Array, jax.Array], jax.Array]  # (logits, labels) -> per-example loss
+from jaxclf.targets import one_hot
 
 
 class TrainState(train_state.TrainState):
@@ -50,31 +49,32 @@ def _forward(state: TrainState, params, images: jax.Array, *, train: bool, rng: 
     return state.apply_fn(variables, images, train=train, rngs=rngs), state.model_state
 
 
-def train_step(
-    state: TrainState, batch: dict[str, jax.Array], loss_fn: LossFn
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One gradient step on the mean of ``loss_fn`` over the batch.
+def train_step(state: TrainState, batch: dict[str, jax.Array], objective: Objective) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One gradient step on the mean of ``objective`` over the batch.
 
-    Returns the new state, the batch's mean loss and per-example correctness."""
-    rng = jax.random.fold_in(state.rng, state.step)
+    Returns the new state, the batch's mean loss and per-example correctness
+    (against the batch's own labels, before any mixing)."""
+    target_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    images, context = objective.prepare(target_rng, batch["image"], batch["label"])
 
-    def objective(params):
-        logits, model_state = _forward(state, params, batch["image"], train=True, rng=rng)
-        return jnp.mean(loss_fn(logits, batch["label"])), (logits, model_state)
+    def mean_loss(params):
+        logits, model_state = _forward(state, params, images, train=True, rng=dropout_rng)
+        return jnp.mean(objective(logits, context)), (logits, model_state)
 
-    (loss, (logits, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (loss, (logits, model_state)), grads = jax.value_and_grad(mean_loss, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, model_state=model_state)
-    return state, {"loss": loss, "correct": jnp.argmax(logits, axis=-1) == batch["label"]}
+    predictions = jnp.argmax(two_class_logits(logits), axis=-1)
+    return state, {"loss": loss, "correct": predictions == batch["label"]}
 
 
 def train_steps(
-    state: TrainState, metrics: TrainMetrics, batches: dict[str, jax.Array], loss_fn: LossFn
+    state: TrainState, metrics: TrainMetrics, batches: dict[str, jax.Array], objective: Objective
 ) -> tuple[TrainState, TrainMetrics]:
     """``train_step`` over the leading axis of ``batches`` (``lax.scan``: one
     dispatch for many steps); their metrics are merged into ``metrics``."""
 
     def body(state, batch):
-        return train_step(state, batch, loss_fn)
+        return train_step(state, batch, objective)
 
     state, outputs = jax.lax.scan(body, state, batches)
     return state, metrics.merge(
@@ -85,11 +85,21 @@ def train_steps(
 
 
 def eval_step(state: TrainState, metrics: EvalMetrics, batch: dict[str, jax.Array]) -> EvalMetrics:
-    """Adds one (masked) batch to the evaluation metrics: hard-label NLL and accuracy."""
+    """Adds one (masked) batch to the evaluation metrics of the predicted distribution."""
     logits, _ = _forward(state, state.params, batch["image"], train=False)
-    logits = logits.astype(jnp.float32)
+    logits = two_class_logits(logits.astype(jnp.float32))
+    labels = batch["label"]
+    log_probs = log_softmax(logits)
+    probs = jnp.exp(log_probs)
+    top_k = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
     return metrics.merge(
         EvalMetrics.single_from_model_output(
-            loss=cross_entropy(logits, batch["label"]), logits=logits, labels=batch["label"], mask=batch["mask"]
+            nll=-jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0],
+            correct=jnp.argmax(logits, axis=-1) == labels,
+            top5_correct=jnp.any(top_k == labels[:, None], axis=-1),
+            brier=jnp.sum((probs - one_hot(labels, logits.shape[-1])) ** 2, axis=-1),
+            probs=probs,
+            labels=labels,
+            mask=batch["mask"],
         )
     )

@@ -14,13 +14,15 @@ import optax
 from clu import metric_writers
 
 from jaxclf.callbacks import Callback, PeriodicCheckpoint, PeriodicEvaluation, ProgressReporter, TrainMetricsLogger
-from jaxclf.checkpointing import CheckpointStore, abstract_like
+from jaxclf.calibration import reliability_diagram
+from jaxclf.checkpointing import CHECKPOINT_DIR, CheckpointStore, abstract_train_state
 from jaxclf.data.loader import TrainLoader, eval_batches
 from jaxclf.data.source import ArraySplit
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware
 from jaxclf.metrics import EvalMetrics, TrainMetrics
-from jaxclf.train_state import LossFn, TrainState, create_train_state, eval_step, train_steps
+from jaxclf.objectives import Objective
+from jaxclf.train_state import TrainState, create_train_state, eval_step, train_steps
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ SPLIT_PREFIX = {"validation": "eval", "test": "test"}
 
 
 class Trainer:
-    """Fits ``model`` by minimising ``loss_fn`` with ``optimizer``; evaluates on named splits.
+    """Fits ``model`` by minimising ``objective`` with ``optimizer``; evaluates on named splits.
 
     Everything the run writes lands in ``workdir``: TensorBoard event files and
     ``checkpoints/``. With ``resume`` (the default) a ``workdir`` that already
@@ -40,8 +42,9 @@ class Trainer:
         self,
         *,
         model: nn.Module,
-        loss_fn: LossFn,
+        objective: Objective,
         optimizer: optax.GradientTransformation,
+        num_classes: int,
         hardware: Hardware,
         train_loader: TrainLoader,
         eval_splits: Mapping[str, ArraySplit],
@@ -56,6 +59,7 @@ class Trainer:
         resume: bool = True,
         max_checkpoints_to_keep: int = 3,
         progress_bar: bool = True,
+        reliability_diagrams: bool = True,
         callbacks: Sequence[Callback] = (),
         hparams: Optional[Mapping[str, Any]] = None,
     ):
@@ -70,6 +74,10 @@ class Trainer:
             if value <= 0:
                 raise ConfigError(f"{key}={value} is not valid; it must be a positive integer")
         self.model = model
+        self.optimizer = optimizer
+        self.objective = jax.device_put(objective, hardware.replicated)
+        self.num_classes = num_classes
+        self.reliability_diagrams = reliability_diagrams
         self.hardware = hardware
         self.train_loader = train_loader
         self.eval_splits = dict(eval_splits)
@@ -88,22 +96,21 @@ class Trainer:
             PeriodicCheckpoint(checkpoint_every_steps),
             *callbacks,
         ]
-        self.checkpoints = CheckpointStore(os.path.join(workdir, "checkpoints"), max_checkpoints_to_keep)
+        self.checkpoints = CheckpointStore(os.path.join(workdir, CHECKPOINT_DIR), max_checkpoints_to_keep)
         self.writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
 
-        image_shape = tuple(train_loader.split.images.shape[1:])
+        self.image_shape = tuple(train_loader.split.images.shape[1:])
         self._init = jax.jit(
-            functools.partial(create_train_state, model, optimizer, image_shape), out_shardings=hardware.replicated
+            functools.partial(create_train_state, model, optimizer, self.image_shape), out_shardings=hardware.replicated
         )
-        self._train_steps = jax.jit(functools.partial(train_steps, loss_fn=loss_fn), donate_argnums=(0, 1))
+        self._train_steps = jax.jit(train_steps, donate_argnums=(0, 1))
         self._eval_step = jax.jit(eval_step, donate_argnums=(1,))
         self._train_metrics = jax.device_put(TrainMetrics.empty(), hardware.replicated)
 
     # -- state ----------------------------------------------------------------
 
     def _abstract_state(self) -> TrainState:
-        rng = jax.random.PRNGKey(self.seed)
-        return abstract_like(jax.eval_shape(self._init, rng), self.hardware.replicated)
+        return abstract_train_state(self.model, self.optimizer, self.image_shape, self.hardware.replicated)
 
     def initial_state(self) -> TrainState:
         """A fresh state, or the latest checkpoint's when resuming."""
@@ -149,7 +156,7 @@ class Trainer:
         while step < self.max_steps:
             num_steps = self._steps_in_next_call(step)
             batches = self.train_loader.batches(step, num_steps)
-            state, self._train_metrics = self._train_steps(state, self._train_metrics, batches)
+            state, self._train_metrics = self._train_steps(state, self._train_metrics, batches, self.objective)
             step += num_steps
             for callback in self.callbacks:
                 callback.on_train_steps_end(self, state, step)
@@ -168,15 +175,22 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------
 
     def evaluate(self, state: TrainState, split: str, step: Optional[int] = None) -> dict[str, float]:
-        """Hard-label NLL (``loss``) and accuracy over every example of ``split``."""
+        """Metrics of the predicted distribution over every example of ``split``:
+        hard-label NLL (as ``loss`` and ``nll``), accuracy, top-5 accuracy (more
+        than 5 classes), expected calibration error, Brier score."""
         step = int(state.step) if step is None else step
         metrics = jax.device_put(EvalMetrics.empty(), self.hardware.replicated)
         for batch in eval_batches(self.eval_splits[split], self.eval_batch_size, self.hardware):
             metrics = self._eval_step(state, metrics, batch)
         results = {name: float(value) for name, value in metrics.compute().items()}
-        results["num_examples"] = metrics.num_examples
+        if self.num_classes <= 5:
+            del results["top5_accuracy"]
         prefix = SPLIT_PREFIX.get(split, split)
-        self.writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in results.items() if k != "num_examples"})
+        self.writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in results.items()})
+        if self.reliability_diagrams:
+            image = reliability_diagram(**metrics.ece.as_numpy(), title=f"{split}, step {step}:")
+            self.writer.write_images(step, {f"{prefix}/reliability_diagram": image[None]})
+        results["num_examples"] = metrics.num_examples
         for callback in self.callbacks:
             callback.on_eval_end(self, state, step, split, results)
         return results

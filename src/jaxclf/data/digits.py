@@ -13,6 +13,9 @@ test        297       ``perm[1500:]``
 
 Examples are stored in that order. Pixels are the original integer
 intensities 0..16 stored as ``uint8``.
+
+Configs: ``digits/classes`` (the default; labels 0..9) and ``digits/parity``
+(the same images labelled even 0 / odd 1: a two-class dataset).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import tensorflow_datasets as tfds
 
 SPLIT_SEED = 0
 SPLIT_SIZES = {"train": 1300, "validation": 200, "test": 297}
-NUM_CLASSES = 10
 IMAGE_SHAPE = (8, 8, 1)
 
 
@@ -39,11 +41,23 @@ def split_indices() -> dict[str, np.ndarray]:
     }
 
 
+class DigitsConfig(tfds.core.BuilderConfig):
+    """Which label each image carries."""
+
+    def __init__(self, *, class_names: list[str], **kwargs):
+        super().__init__(version=tfds.core.Version("1.0.0"), **kwargs)
+        self.class_names = class_names
+
+
 class Digits(tfds.core.GeneratorBasedBuilder):
     """scikit-learn's handwritten digits (UCI ML optical recognition), 8x8 grey."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Seeded 1,300 / 200 / 297 split of the 1,797 images."}
+    BUILDER_CONFIGS = [
+        DigitsConfig(name="classes", description="Labels 0..9.", class_names=[str(d) for d in range(10)]),
+        DigitsConfig(name="parity", description="Labels even (0) / odd (1).", class_names=["even", "odd"]),
+    ]
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -51,7 +65,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=IMAGE_SHAPE, dtype=np.uint8),
-                    "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
+                    "label": tfds.features.ClassLabel(names=self.builder_config.class_names),
                 }
             ),
             supervised_keys=("image", "label"),
@@ -65,8 +79,9 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
         digits = load_digits()
         images = digits.images.astype(np.uint8)[..., None]
+        labels = digits.target % len(self.builder_config.class_names)  # parity: digit mod 2
         return {
-            name: self._generate_examples(images, digits.target, indices)
+            name: self._generate_examples(images, labels, indices)
             for name, indices in split_indices().items()
         }
 
