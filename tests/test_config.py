@@ -9,7 +9,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from conftest import CONF_DIR
 
-GROUPS = ("model", "loss", "data", "hardware", "optim", "trainer")
+GROUPS = ("model", "loss", "data", "hardware", "optim", "trainer", "experiment")
 
 
 def _options(group: str) -> list[str]:
@@ -22,13 +22,13 @@ def test_every_option_composes_and_resolves(compose, group, option):
     assert cfg.hydra.runtime.choices[group] == option
     job_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     container = OmegaConf.to_container(job_config, resolve=True, throw_on_missing=True)
-    assert container[group]  # the option's values are present and interpolations resolve
+    assert container[group] if group != "experiment" else container  # interpolations resolve
 
 
 def test_expected_options_exist():
     assert set(_options("model")) >= {"linear", "mlp"}
-    assert set(_options("loss")) >= {"ce"}
-    assert set(_options("data")) >= {"digits"}
+    assert set(_options("loss")) >= {"ce", "soft_ce", "bce", "distill"}
+    assert set(_options("data")) >= {"digits", "digits_parity"}
     assert set(_options("hardware")) >= {"cpu", "gpu_single", "tpu_v4"}
     assert set(_options("optim")) >= {"adamw", "sgd"}
 
@@ -89,3 +89,16 @@ def test_wrong_type_fails_at_compose_time(compose, override):
 def test_unknown_group_option_fails(compose):
     with pytest.raises(ConfigCompositionException, match="mlp"):
         compose(["model=transformer9000"])
+
+
+def test_binary_experiment_has_a_single_logit_head(compose):
+    cfg = compose(["experiment=binary_digits"])
+    assert cfg.model.num_classes == 1 and cfg.data.num_classes == 2
+    assert cfg.loss._target_ == "jaxclf.objectives.SigmoidCrossEntropy"
+
+
+def test_loss_options(compose):
+    assert compose(["loss=soft_ce"]).loss.label_smoothing == 0.1
+    assert compose(["loss=ce"]).loss.label_smoothing == 0.0
+    distill = compose(["loss=distill", "loss.teacher=/some/run", "loss.temperature=2"])
+    assert distill.loss.temperature == 2.0 and distill.loss.num_classes == 10
