@@ -16,6 +16,7 @@ import os
 import time
 from typing import Any
 
+import jax
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -149,9 +150,12 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
 def run(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     """Dispatches on ``cfg.mode``."""
     mode = cfg.mode.value if hasattr(cfg.mode, "value") else str(cfg.mode)
-    if mode == "fit":
-        return train_and_evaluate(cfg, workdir)
-    return evaluate(cfg, workdir)
+    try:
+        if mode == "fit":
+            return train_and_evaluate(cfg, workdir)
+        return evaluate(cfg, workdir)
+    finally:
+        jax.clear_caches()  # the next job of a multirun in this process compiles afresh
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
