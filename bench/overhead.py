@@ -9,7 +9,7 @@ metrics, logging, evaluation or checkpoints. The Trainer runs as configured
 progress reports, the progress bar off), with evaluation and checkpointing
 pushed to the last step, outside the timed window.
 
-    python bench/overhead.py [--steps 3000] [--repeats 3]
+    python bench/overhead.py [--steps 3000] [--repeats 3] [hydra overrides ...]
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from jaxclf.run import build_trainer
 from jaxclf.train_state import create_train_state, train_step
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-WARMUP_STEPS = 200
 
 
 class _Stopwatch(Callback):
@@ -52,8 +51,8 @@ class _Stopwatch(Callback):
             self.seconds = time.perf_counter() - self._t0
 
 
-def trainer_steps_per_sec(cfg, steps: int, steps_per_call: int) -> float:
-    total = WARMUP_STEPS + steps
+def trainer_steps_per_sec(cfg, warmup: int, steps: int, steps_per_call: int) -> float:
+    total = warmup + steps
     cfg.trainer.max_steps = total
     cfg.trainer.steps_per_call = steps_per_call
     cfg.trainer.eval_every_steps = total
@@ -61,21 +60,21 @@ def trainer_steps_per_sec(cfg, steps: int, steps_per_call: int) -> float:
     cfg.trainer.progress_bar = False
     with tempfile.TemporaryDirectory() as workdir:
         trainer = build_trainer(cfg, workdir)
-        stopwatch = _Stopwatch(WARMUP_STEPS, total)
+        stopwatch = _Stopwatch(warmup, total)
         trainer.callbacks.append(stopwatch)
         trainer.fit()
         trainer.close()
     return steps / stopwatch.seconds
 
 
-def bare_loop_steps_per_sec(cfg, trainer_like, steps: int) -> float:
+def bare_loop_steps_per_sec(cfg, trainer_like, warmup: int, steps: int) -> float:
     """A hand-written loop over the same data, model, optimizer and step."""
     split = trainer_like.train_loader.split
     batch_size = cfg.data.batch_size
     steps_per_epoch = len(split) // batch_size
-    model, tx, loss_fn = instantiate(cfg.model), instantiate(cfg.optim), instantiate(cfg.loss)
+    model, tx, objective = instantiate(cfg.model), instantiate(cfg.optim), instantiate(cfg.loss)
     state = create_train_state(model, tx, split.images.shape[1:], jax.random.PRNGKey(cfg.seed))
-    step_fn = jax.jit(functools.partial(train_step, loss_fn=loss_fn), donate_argnums=0)
+    step_fn = jax.jit(functools.partial(train_step, objective=objective), donate_argnums=0)
     rng = np.random.default_rng(cfg.seed)
     permutation = rng.permutation(len(split))
 
@@ -90,9 +89,9 @@ def bare_loop_steps_per_sec(cfg, trainer_like, steps: int) -> float:
             state, _ = step_fn(state, batch)
         jax.block_until_ready(state)
 
-    run(0, WARMUP_STEPS)
+    run(0, warmup)
     start = time.perf_counter()
-    run(WARMUP_STEPS, steps)
+    run(warmup, steps)
     return steps / (time.perf_counter() - start)
 
 
@@ -100,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="alternating measurements of each loop")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed steps first (compilation)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=linear")
     args = parser.parse_args()
 
@@ -111,9 +111,9 @@ def main() -> None:
 
     results: dict[str, list[float]] = {"bare loop": [], "Trainer, 1 step/call": [], "Trainer, 10 steps/call": []}
     for _ in range(args.repeats):
-        results["bare loop"].append(bare_loop_steps_per_sec(cfg, reference, args.steps))
-        results["Trainer, 1 step/call"].append(trainer_steps_per_sec(cfg.copy(), args.steps, 1))
-        results["Trainer, 10 steps/call"].append(trainer_steps_per_sec(cfg.copy(), args.steps, 10))
+        results["bare loop"].append(bare_loop_steps_per_sec(cfg, reference, args.warmup, args.steps))
+        results["Trainer, 1 step/call"].append(trainer_steps_per_sec(cfg.copy(), args.warmup, args.steps, 1))
+        results["Trainer, 10 steps/call"].append(trainer_steps_per_sec(cfg.copy(), args.warmup, args.steps, 10))
 
     bare = statistics.median(results["bare loop"])
     print(f"model={cfg.model._target_} batch={cfg.data.batch_size} steps={args.steps} repeats={args.repeats}")
