@@ -130,11 +130,13 @@ def test_evaluate_mode_reproduces_the_test_accuracy(finished_run, data_dir):
 def test_rerunning_a_finished_run_changes_nothing(finished_run, data_dir):
     before = _digest(finished_run / "checkpoints")
     summary = (finished_run / "summary.json").read_bytes()
+    event_files = len(list(finished_run.glob("events.out.tfevents.*")))
     result = run_launch(f"hydra.run.dir={finished_run}", f"data.data_dir={data_dir}", *TINY)
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stderr + result.stdout
     assert (finished_run / "summary.json").read_bytes() == summary
     assert _digest(finished_run / "checkpoints") == before
+    assert len(list(finished_run.glob("events.out.tfevents.*"))) == event_files
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, data_dir):

@@ -97,7 +97,7 @@ class Trainer:
             *callbacks,
         ]
         self.checkpoints = CheckpointStore(os.path.join(workdir, CHECKPOINT_DIR), max_checkpoints_to_keep)
-        self.writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+        self._writer: Optional[metric_writers.MetricWriter] = None
 
         self.image_shape = tuple(train_loader.split.images.shape[1:])
         self._init = jax.jit(
@@ -106,6 +106,14 @@ class Trainer:
         self._train_steps = jax.jit(train_steps, donate_argnums=(0, 1))
         self._eval_step = jax.jit(eval_step, donate_argnums=(1,))
         self._train_metrics = jax.device_put(TrainMetrics.empty(), hardware.replicated)
+
+    @property
+    def writer(self) -> metric_writers.MetricWriter:
+        """CLU's default writer (TensorBoard event files in ``workdir``), opened
+        on first use: a run that writes nothing leaves no event file."""
+        if self._writer is None:
+            self._writer = metric_writers.create_default_writer(self.workdir, just_logging=jax.process_index() > 0)
+        return self._writer
 
     # -- state ----------------------------------------------------------------
 
@@ -198,4 +206,5 @@ class Trainer:
     def close(self) -> None:
         self.checkpoints.wait_until_finished()
         self.checkpoints.close()
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
