@@ -51,7 +51,7 @@ def setup(platform: str, compute_dtype: str, distributed: bool) -> Hardware:
             f"hardware.compute_dtype={compute_dtype!r} is not valid; choose one of {', '.join(COMPUTE_DTYPES)}"
         )
     jax.config.update("jax_platforms", platform)
-    if distributed:
+    if distributed and not jax.distributed.is_initialized():  # once per process, even in a multirun
         jax.distributed.initialize()
     try:
         devices = jax.devices()
