@@ -132,6 +132,11 @@ def test_user_callback_from_config_sees_every_event(compose, data_dir, tmp_path)
     assert ("eval_end", 20, "validation", 200) in recorder.events
     assert [event for event in recorder.events if event[0] == "checkpoint"] == [("checkpoint", 20), ("checkpoint", 25)]
     assert recorder.events[0] == ("fit_start", 0) and recorder.events[-1] == ("fit_end", 25)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [event.step for event in events.Tensors("train/loss")] == [10, 20, 25]  # the tail is logged too
 
 
 def test_resume_continues_from_the_checkpoint(compose, data_dir, tmp_path):

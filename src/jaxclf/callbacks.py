@@ -83,8 +83,17 @@ class _PeriodicCallback(Callback):
 class TrainMetricsLogger(_PeriodicCallback):
     """Writes the training metrics accumulated since the last write: ``train/*``."""
 
+    def on_fit_start(self, trainer: "Trainer", state: "TrainState") -> None:
+        super().on_fit_start(trainer, state)
+        self._written_at = self._last_seen
+
     def apply(self, trainer: "Trainer", state: "TrainState", step: int) -> None:
         trainer.write_train_metrics(step)
+        self._written_at = step
+
+    def on_fit_end(self, trainer: "Trainer", state: "TrainState") -> None:
+        if self._last_seen > self._written_at:  # steps after the last full period
+            self.apply(trainer, state, self._last_seen)
 
 
 class PeriodicEvaluation(_PeriodicCallback):
