@@ -9,7 +9,9 @@ batches an uninterrupted run sees, with no work proportional to ``k``.
 Evaluation batches cover every example exactly once: the last batch is padded
 and a ``mask`` marks the real examples.
 
-Each process assembles only its own slice of every global batch.
+Each process assembles only its own slice of every global batch; one
+``make_array_from_process_local_data`` call turns the slices into global arrays
+(the global batch is the processes' slices side by side).
 """
 
 from __future__ import annotations
@@ -67,11 +69,8 @@ class TrainLoader:
     def batches(self, first_step: int, num_steps: int) -> Batch:
         """Batches of steps ``first_step .. first_step + num_steps - 1``, stacked: ``[num_steps, B, ...]``."""
         rows = np.stack([self.indices(step)[self._process_rows] for step in range(first_step, first_step + num_steps)])
-        sharding = self.hardware.batch_sharding(leading_axes=1)
-        return {
-            "image": _global_array(self.split.images[rows], sharding, self.batch_size),
-            "label": _global_array(self.split.labels[rows], sharding, self.batch_size),
-        }
+        local = {"image": self.split.images[rows], "label": self.split.labels[rows]}
+        return jax.make_array_from_process_local_data(self.hardware.batch_sharding(leading_axes=1), local)
 
 
 def eval_batches(split: ArraySplit, batch_size: int, hardware: Hardware) -> Iterator[Batch]:
@@ -84,14 +83,5 @@ def eval_batches(split: ArraySplit, batch_size: int, hardware: Hardware) -> Iter
         rows = start + process_rows
         mask = rows < len(split)
         rows = np.where(mask, rows, 0)
-        yield {
-            "image": _global_array(split.images[rows], sharding, batch_size),
-            "label": _global_array(split.labels[rows], sharding, batch_size),
-            "mask": _global_array(mask, sharding, batch_size),
-        }
-
-
-def _global_array(local: np.ndarray, sharding: jax.sharding.NamedSharding, global_batch: int) -> jax.Array:
-    batch_axis = len(sharding.spec) - 1
-    global_shape = local.shape[:batch_axis] + (global_batch,) + local.shape[batch_axis + 1 :]
-    return jax.make_array_from_process_local_data(sharding, local, global_shape)
+        local = {"image": split.images[rows], "label": split.labels[rows], "mask": mask}
+        yield jax.make_array_from_process_local_data(sharding, local)
