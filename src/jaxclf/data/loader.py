@@ -36,6 +36,12 @@ def _check_batch_size(key: str, batch_size: int, hardware: Hardware) -> None:
         )
 
 
+def _process_rows(batch_size: int) -> np.ndarray:
+    """Positions in a global batch that this process assembles."""
+    per_process = batch_size // jax.process_count()
+    return np.arange(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+
+
 class TrainLoader:
     """Shuffled training batches of a fixed global size, random access by step."""
 
@@ -50,8 +56,7 @@ class TrainLoader:
         self.seed = seed
         self.hardware = hardware
         self.steps_per_epoch = len(split) // batch_size
-        process_batch = batch_size // jax.process_count()
-        self._process_rows = slice(jax.process_index() * process_batch, (jax.process_index() + 1) * process_batch)
+        self._process_rows = _process_rows(batch_size)
         self._epoch_permutation: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
 
     def _permutation(self, epoch: int) -> np.ndarray:
@@ -76,8 +81,7 @@ class TrainLoader:
 def eval_batches(split: ArraySplit, batch_size: int, hardware: Hardware) -> Iterator[Batch]:
     """Every example once, in order; the last batch is padded, ``mask`` is 1 on real rows."""
     _check_batch_size("data.eval_batch_size", batch_size, hardware)
-    process_batch = batch_size // jax.process_count()
-    process_rows = np.arange(jax.process_index() * process_batch, (jax.process_index() + 1) * process_batch)
+    process_rows = _process_rows(batch_size)
     sharding = hardware.batch_sharding()
     for start in range(0, len(split), batch_size):
         rows = start + process_rows
