@@ -81,8 +81,8 @@ class SoftmaxCrossEntropy(TargetRecipe):
     def __call__(self, logits: jax.Array, context: Context) -> jax.Array:
         if logits.shape[-1] < 2:
             raise ConfigError(
-                f"softmax cross-entropy needs at least 2 logits, the model has {logits.shape[-1]}; "
-                "a single-logit head trains with loss=bce"
+                f"the model outputs {logits.shape[-1]} logit (model.num_classes={logits.shape[-1]}); softmax "
+                "cross-entropy needs at least 2, a single-logit head trains with loss=bce"
             )
         return losses.soft_cross_entropy(logits, self.dense_targets(context, logits.shape[-1]))
 
