@@ -29,11 +29,8 @@ def log_softmax(logits: jax.Array) -> jax.Array:
 
 
 def softmax(logits: jax.Array) -> jax.Array:
-    """``exp(z - max z) / sum exp(z - max z)``: no overflow for large logits."""
-    logits = _float32(logits)
-    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    unnormalised = jnp.exp(shifted)
-    return unnormalised / jnp.sum(unnormalised, axis=-1, keepdims=True)
+    """``exp(log softmax(z))`` = ``exp(z - max z) / sum exp(z - max z)``: no overflow for large logits."""
+    return jnp.exp(log_softmax(logits))
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
