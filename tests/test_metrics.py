@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 
 from jaxclf.calibration import reliability_diagram
 from jaxclf.metrics import NUM_CALIBRATION_BINS, CalibrationBins, EvalMetrics

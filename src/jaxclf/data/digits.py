@@ -37,7 +37,7 @@ def split_indices() -> dict[str, np.ndarray]:
     bounds = np.cumsum([0, *SPLIT_SIZES.values()])
     return {
         name: permutation[start:stop]
-        for name, start, stop in zip(SPLIT_SIZES, bounds[:-1], bounds[1:])
+        for name, start, stop in zip(SPLIT_SIZES, bounds[:-1], bounds[1:], strict=True)
     }
 
 
