@@ -161,3 +161,17 @@ def test_a_mesh_is_built_even_on_one_cpu():
     hardware = hardware_lib.setup("cpu", "float32", distributed=False)
     assert hardware.mesh.axis_names == (hardware_lib.DATA_AXIS,)
     assert hardware.num_devices == len(jax.devices())
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_logits():
+    model = MLP(num_classes=3, hidden_sizes=(8,), dtype="bfloat16")
+    state = create_train_state(model, optax.sgd(0.1), (2, 2, 1), jax.random.PRNGKey(0))
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
+    images = jnp.ones((4, 2, 2, 1))
+    logits = state.apply_fn({"params": state.params}, images)
+    assert logits.dtype == jnp.float32
+    objective = SoftmaxCrossEntropy()
+    batch = {"image": images, "label": jnp.array([0, 1, 2, 0])}
+    new_state, outputs = jax.jit(train_step)(state, batch, objective)
+    assert np.isfinite(float(outputs["loss"]))
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new_state.params))
