@@ -14,7 +14,8 @@ import numpy as np
 def reliability_diagram(count: np.ndarray, confidence: np.ndarray, correct: np.ndarray, title: str = "") -> np.ndarray:
     """Renders per-bin accuracy against confidence as an RGB ``uint8`` image ``[H, W, 3]``.
 
-    The arguments are ``CalibrationBins``' per-bin sums."""
+    The arguments are ``CalibrationBins``' per-bin sums; the title might carry
+    the ECE that ``CalibrationBins.compute()`` gives."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -24,7 +25,6 @@ def reliability_diagram(count: np.ndarray, confidence: np.ndarray, correct: np.n
     occupied = count > 0
     accuracy = np.divide(correct, count, out=np.zeros_like(correct), where=occupied)
     mean_confidence = np.divide(confidence, count, out=centres.copy(), where=occupied)
-    ece = np.abs(correct - confidence).sum() / max(count.sum(), 1.0)
 
     figure = Figure(figsize=(4, 4), dpi=80)
     canvas = FigureCanvasAgg(figure)  # renders off-screen; no global backend change
@@ -41,7 +41,7 @@ def reliability_diagram(count: np.ndarray, confidence: np.ndarray, correct: np.n
     )
     axes.plot([0, 1], [0, 1], "k--", linewidth=1)
     axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
-    axes.set_title(f"{title} ECE {ece:.4f}".strip())
+    axes.set_title(title)
     axes.legend(loc="upper left")
     figure.tight_layout()
     canvas.draw()

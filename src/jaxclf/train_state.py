@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from jaxclf.losses import log_softmax, two_class_logits
+from jaxclf.losses import cross_entropy, softmax, two_class_logits
 from jaxclf.metrics import EvalMetrics, TrainMetrics
 from jaxclf.objectives import Objective
 from jaxclf.optim import current_learning_rate
@@ -89,12 +89,11 @@ def eval_step(state: TrainState, metrics: EvalMetrics, batch: dict[str, jax.Arra
     logits, _ = _forward(state, state.params, batch["image"], train=False)
     logits = two_class_logits(logits.astype(jnp.float32))
     labels = batch["label"]
-    log_probs = log_softmax(logits)
-    probs = jnp.exp(log_probs)
+    probs = softmax(logits)
     top_k = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
     return metrics.merge(
         EvalMetrics.single_from_model_output(
-            nll=-jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0],
+            nll=cross_entropy(logits, labels),
             correct=jnp.argmax(logits, axis=-1) == labels,
             top5_correct=jnp.any(top_k == labels[:, None], axis=-1),
             brier=jnp.sum((probs - one_hot(labels, logits.shape[-1])) ** 2, axis=-1),

@@ -196,7 +196,8 @@ class Trainer:
         prefix = SPLIT_PREFIX.get(split, split)
         self.writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in results.items()})
         if self.reliability_diagrams:
-            image = reliability_diagram(**metrics.ece.as_numpy(), title=f"{split}, step {step}:")
+            title = f"{split}, step {step}: ECE {results['ece']:.4f}"
+            image = reliability_diagram(**metrics.ece.as_numpy(), title=title)
             self.writer.write_images(step, {f"{prefix}/reliability_diagram": image[None]})
         results["num_examples"] = metrics.num_examples
         for callback in self.callbacks:
