@@ -24,7 +24,7 @@ def reliability_diagram(count: np.ndarray, confidence: np.ndarray, correct: np.n
     centres = (edges[:-1] + edges[1:]) / 2
     occupied = count > 0
     accuracy = np.divide(correct, count, out=np.zeros_like(correct), where=occupied)
-    mean_confidence = np.divide(confidence, count, out=centres.copy(), where=occupied)
+    mean_confidence = np.divide(confidence, count, out=np.zeros_like(confidence), where=occupied)
 
     figure = Figure(figsize=(4, 4), dpi=80)
     canvas = FigureCanvasAgg(figure)  # renders off-screen; no global backend change
