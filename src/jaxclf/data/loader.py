@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 
+from jaxclf.data.augment import Augmenter
 from jaxclf.data.source import ArraySplit
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware
@@ -45,7 +46,9 @@ def _process_rows(batch_size: int) -> np.ndarray:
 class TrainLoader:
     """Shuffled training batches of a fixed global size, random access by step."""
 
-    def __init__(self, split: ArraySplit, batch_size: int, seed: int, hardware: Hardware):
+    def __init__(
+        self, split: ArraySplit, batch_size: int, seed: int, hardware: Hardware, augment: Augmenter | None = None
+    ):
         _check_batch_size("data.batch_size", batch_size, hardware)
         if batch_size > len(split):
             raise ConfigError(
@@ -55,6 +58,7 @@ class TrainLoader:
         self.batch_size = batch_size
         self.seed = seed
         self.hardware = hardware
+        self.augment = augment if augment is not None and augment.active else None
         self.steps_per_epoch = len(split) // batch_size
         self._process_rows = _process_rows(batch_size)
         self._epoch_permutation: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
@@ -71,10 +75,17 @@ class TrainLoader:
         start = position * self.batch_size
         return self._permutation(epoch)[start : start + self.batch_size]
 
+    def _augment_rng(self, step: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, step, jax.process_index()])
+
     def batches(self, first_step: int, num_steps: int) -> Batch:
         """Batches of steps ``first_step .. first_step + num_steps - 1``, stacked: ``[num_steps, B, ...]``."""
-        rows = np.stack([self.indices(step)[self._process_rows] for step in range(first_step, first_step + num_steps)])
-        local = {"image": self.split.images[rows], "label": self.split.labels[rows]}
+        steps = range(first_step, first_step + num_steps)
+        rows = np.stack([self.indices(step)[self._process_rows] for step in steps])
+        images = self.split.images[rows]
+        if self.augment is not None:
+            images = np.stack([self.augment(images[i], self._augment_rng(step)) for i, step in enumerate(steps)])
+        local = {"image": images, "label": self.split.labels[rows]}
         return jax.make_array_from_process_local_data(self.hardware.batch_sharding(leading_axes=1), local)
 
 
