@@ -5,6 +5,7 @@ the rest. A bad value ends the run with one line on stderr and exit code 2.
 """
 
 import sys
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,7 +16,7 @@ from jaxclf.errors import ConfigError
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> Optional[float]:
     from jaxclf.run import run  # imported here so that a bad command line fails fast
 
     try:
@@ -23,7 +24,7 @@ def main(cfg: DictConfig) -> float:
     except ConfigError as error:
         print(f"jaxclf: error: {error}", file=sys.stderr)
         sys.exit(2)
-    return results["validation"]["accuracy"]  # the objective Hydra sweepers optimise
+    return results.get("validation", {}).get("accuracy")  # the objective Hydra sweepers optimise
 
 
 if __name__ == "__main__":

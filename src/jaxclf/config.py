@@ -20,6 +20,7 @@ from omegaconf import II, MISSING, OmegaConf
 class Mode(enum.Enum):
     fit = "fit"  # train, then evaluate the final model on validation and test
     evaluate = "evaluate"  # restore the run's latest checkpoint and evaluate it
+    describe = "describe"  # print the model's parameters and FLOPs from shapes alone
 
 
 @dataclasses.dataclass
@@ -49,6 +50,14 @@ class SplitsConfig:
 
 
 @dataclasses.dataclass
+class AugmentConfig:
+    """Training-time augmentation of host batches (evaluation sees clean images)."""
+
+    crop_padding: int = 0  # random shift: pad by this many pixels, crop back to size
+    horizontal_flip: bool = False
+
+
+@dataclasses.dataclass
 class DataConfig:
     name: str = MISSING  # TFDS dataset name
     # Module to import so that a builder outside the TFDS catalog registers.
@@ -62,6 +71,7 @@ class DataConfig:
     batch_size: int = 128  # global batch size, over all devices and hosts
     eval_batch_size: Optional[int] = None  # None: same as batch_size
     splits: SplitsConfig = dataclasses.field(default_factory=SplitsConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
 
 @dataclasses.dataclass
@@ -109,6 +119,35 @@ class MLPConfig:
     num_classes: int = II("data.num_classes")
     hidden_sizes: list[int] = dataclasses.field(default_factory=lambda: [256, 256])
     dropout_rate: float = 0.0
+    dtype: str = II("hardware.compute_dtype")
+
+
+@dataclasses.dataclass
+class ViTConfig:
+    _target_: str = "jaxclf.models.vit.ViT"
+    num_classes: int = II("data.num_classes")
+    patch_size: int = 16
+    hidden_size: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    drop_path: float = 0.0  # stochastic depth at the last block (linear from 0)
+    posemb: str = "learned"  # learned | sincos2d
+    pool: str = "cls"  # cls (class token) | gap (global average of tokens)
+    head_zero_init: bool = False
+    dtype: str = II("hardware.compute_dtype")
+
+
+@dataclasses.dataclass
+class ResNetConfig:
+    _target_: str = "jaxclf.models.resnet.ResNet"
+    num_classes: int = II("data.num_classes")
+    stage_sizes: list[int] = dataclasses.field(default_factory=lambda: [2, 2, 2, 2])
+    block: str = "basic"  # basic (ResNet-18/34) | bottleneck (ResNet-50)
+    stem: str = "imagenet"  # imagenet (7x7/2 + max pool) | cifar (3x3/1)
+    width: int = 64
+    batch_norm_momentum: float = 0.9
     dtype: str = II("hardware.compute_dtype")
 
 
@@ -164,6 +203,8 @@ def register_configs() -> None:
     store.store(group="optim", name="base_sgd", node=SGDConfig)
     store.store(group="model", name="base_linear", node=LinearConfig)
     store.store(group="model", name="base_mlp", node=MLPConfig)
+    store.store(group="model", name="base_vit", node=ViTConfig)
+    store.store(group="model", name="base_resnet", node=ResNetConfig)
     store.store(group="loss", name="base_softmax_ce", node=SoftmaxCrossEntropyConfig)
     store.store(group="loss", name="base_sigmoid_ce", node=SigmoidCrossEntropyConfig)
     store.store(group="loss", name="base_distill", node=DistillationConfig)

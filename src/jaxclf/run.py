@@ -23,10 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import hardware as hardware_lib
 from jaxclf.checkpointing import SAVED_CONFIG
+from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import TrainLoader
 from jaxclf.data.source import load_split
+from jaxclf.describe import describe_model, format_description
 from jaxclf.errors import ConfigError
-from jaxclf.train_state import count_params
+from jaxclf.train_state import abstract_variables, count_params
 from jaxclf.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -53,8 +55,10 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
     hardware = hardware_lib.setup(cfg.hardware.platform, cfg.hardware.compute_dtype, cfg.hardware.distributed)
     if cfg.hardware.platform != "cpu":
         hardware_lib.hide_accelerators_from_tensorflow()
-
     data = cfg.data
+    model = instantiate(cfg.model)
+    abstract_variables(model, tuple(data.image_shape))  # a model that cannot take the images fails here
+
     splits = {
         role: load_split(
             data.name,
@@ -66,10 +70,15 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
         )
         for role in ("train", *EVAL_SPLITS)
     }
-    train_loader = TrainLoader(splits.pop("train"), data.batch_size, cfg.seed, hardware)
+    augment = Augmenter(
+        crop_padding=data.augment.crop_padding,
+        horizontal_flip=data.augment.horizontal_flip,
+        fill=tuple(-m / s for m, s in zip(data.mean, data.std, strict=True)),
+    )
+    train_loader = TrainLoader(splits.pop("train"), data.batch_size, cfg.seed, hardware, augment)
 
     return Trainer(
-        model=instantiate(cfg.model),
+        model=model,
         objective=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optim),
         num_classes=data.num_classes,
@@ -147,12 +156,22 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     return results
 
 
+def describe(cfg: DictConfig) -> dict[str, Any]:
+    """Prints the model's parameter overview, parameter count and forward FLOPs per image."""
+    image_shape = tuple(cfg.data.image_shape)
+    description = describe_model(instantiate(cfg.model), image_shape)
+    print(format_description(cfg.model._target_.rsplit(".", 1)[-1], image_shape, description), flush=True)
+    return {"num_params": description["num_params"], "flops_per_image": description["flops_per_image"]}
+
+
 def run(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     """Dispatches on ``cfg.mode``."""
     mode = cfg.mode.value if hasattr(cfg.mode, "value") else str(cfg.mode)
     try:
         if mode == "fit":
             return train_and_evaluate(cfg, workdir)
+        if mode == "describe":
+            return describe(cfg)
         return evaluate(cfg, workdir)
     finally:
         jax.clear_caches()  # the next job of a multirun in this process compiles afresh

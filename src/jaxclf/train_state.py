@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -25,13 +26,25 @@ class TrainState(train_state.TrainState):
     model_state: dict[str, Any]
 
 
+def init_variables(model: nn.Module, image_shape: tuple[int, ...], rng: jax.Array) -> dict[str, Any]:
+    """The model's variables (``params`` and any state) for images of ``image_shape`` (``[H, W, C]``)."""
+    init_rng, dropout_rng = jax.random.split(rng)
+    sample_images = jnp.zeros((1, *image_shape), jnp.float32)
+    return dict(model.init({"params": init_rng, "dropout": dropout_rng}, sample_images, train=False))
+
+
+def abstract_variables(model: nn.Module, image_shape: tuple[int, ...]) -> dict[str, Any]:
+    """``init_variables`` as ShapeDtypeStructs: traces the model without
+    allocating or computing anything, so shape errors surface before compiling."""
+    return jax.eval_shape(functools.partial(init_variables, model, tuple(image_shape)), jax.random.key(0))
+
+
 def create_train_state(
     model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...], rng: jax.Array
 ) -> TrainState:
     """Initialises the model for images of ``image_shape`` (``[H, W, C]``)."""
-    init_rng, dropout_rng, step_rng = jax.random.split(rng, 3)
-    sample_images = jnp.zeros((1, *image_shape), jnp.float32)
-    variables = dict(model.init({"params": init_rng, "dropout": dropout_rng}, sample_images, train=False))
+    init_rng, step_rng = jax.random.split(rng)
+    variables = init_variables(model, image_shape, init_rng)
     params = variables.pop("params")
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx, rng=step_rng, model_state=variables)
 

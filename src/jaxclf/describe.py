@@ -1,0 +1,49 @@
+"""``mode=describe``: a model's parameters and FLOPs from shapes alone.
+
+Nothing is allocated and no data is read: ``jax.eval_shape`` gives the
+parameter shapes, and XLA's cost analysis of the compiled forward pass gives
+its floating-point operations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from clu import parameter_overview
+
+from jaxclf.train_state import abstract_variables
+
+
+def forward_flops(model: nn.Module, variables: dict[str, Any], image_shape: tuple[int, ...], batch_size: int = 1) -> float:
+    """FLOPs of one evaluation forward pass over ``batch_size`` images (XLA's count;
+    a multiply-add is two)."""
+    images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
+    compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images).compile()
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):  # older JAX: one dict per device program
+        analysis = analysis[0]
+    return float(analysis.get("flops", float("nan")))
+
+
+def describe_model(model: nn.Module, image_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The parameter table (clu), the parameter count and the forward FLOPs per image."""
+    variables = abstract_variables(model, image_shape)
+    params = variables["params"]
+    return {
+        "overview": parameter_overview.get_parameter_overview(params, include_stats=False),
+        "num_params": sum(int(leaf.size) for leaf in jax.tree.leaves(params)),
+        "flops_per_image": forward_flops(model, variables, tuple(image_shape)),
+    }
+
+
+def format_description(name: str, image_shape: tuple[int, ...], description: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            description["overview"],
+            f"{name}: {description['num_params']:,} parameters; "
+            f"{description['flops_per_image'] / 1e9:.3f} GFLOPs per {'x'.join(map(str, image_shape))} image (forward)",
+        ]
+    )

@@ -1,0 +1,122 @@
+"""A pre-LayerNorm Transformer encoder: the backbone of the ViT.
+
+Attention goes through ``jax.nn.dot_product_attention`` so that GPUs can use a
+fused kernel (cuDNN flash attention) while CPUs and TPUs get XLA's own.
+Dropout and stochastic depth act only with ``train=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxclf.errors import ConfigError
+
+
+def check_num_heads(hidden_size: int, num_heads: int) -> None:
+    """Raises a one-line ``ConfigError`` unless the heads split the width evenly."""
+    if num_heads <= 0 or hidden_size % num_heads:
+        raise ConfigError(
+            f"model.num_heads={num_heads} does not divide model.hidden_size={hidden_size}; "
+            "choose a positive head count that divides the width"
+        )
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention: one fused query/key/value projection, then an output projection."""
+
+    num_heads: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        hidden_size = tokens.shape[-1]
+        head_size = hidden_size // self.num_heads
+        qkv = nn.DenseGeneral((3, self.num_heads, head_size), dtype=self.dtype, name="qkv")(tokens)
+        query, key, value = (qkv[:, :, index] for index in range(3))  # each [B, T, heads, head_size]
+        attended = jax.nn.dot_product_attention(query, key, value)
+        return nn.DenseGeneral(hidden_size, axis=(-2, -1), dtype=self.dtype, name="out")(attended)
+
+
+class FeedForward(nn.Module):
+    """The block's MLP: Dense -> GELU -> dropout -> Dense."""
+
+    hidden_size: int
+    mlp_size: int
+    dropout: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
+        x = nn.Dense(self.mlp_size, dtype=self.dtype, name="fc1")(tokens)
+        x = nn.Dropout(self.dropout, deterministic=not train)(nn.gelu(x))
+        return nn.Dense(self.hidden_size, dtype=self.dtype, name="fc2")(x)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops a residual branch for whole examples with
+    probability ``rate`` and rescales the kept ones by ``1 / (1 - rate)``."""
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, branch: jax.Array, *, train: bool) -> jax.Array:
+        if not train or self.rate == 0.0:
+            return branch
+        keep = 1.0 - self.rate
+        mask_shape = (branch.shape[0],) + (1,) * (branch.ndim - 1)
+        kept = jax.random.bernoulli(self.make_rng("dropout"), keep, mask_shape)
+        return jnp.where(kept, branch / keep, jnp.zeros_like(branch))
+
+
+class EncoderBlock(nn.Module):
+    """``x + DropPath(Attention(LN(x)))``, then ``x + DropPath(MLP(LN(x)))``."""
+
+    num_heads: int
+    mlp_size: int
+    dropout: float = 0.0
+    drop_path: float = 0.0
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
+        branch = SelfAttention(self.num_heads, self.dtype, name="attention")(nn.LayerNorm(dtype=self.dtype, name="norm1")(tokens))
+        branch = nn.Dropout(self.dropout, deterministic=not train)(branch)
+        tokens = tokens + DropPath(self.drop_path)(branch, train=train)
+        branch = FeedForward(tokens.shape[-1], self.mlp_size, self.dropout, self.dtype, name="mlp")(
+            nn.LayerNorm(dtype=self.dtype, name="norm2")(tokens), train=train
+        )
+        branch = nn.Dropout(self.dropout, deterministic=not train)(branch)
+        return tokens + DropPath(self.drop_path)(branch, train=train)
+
+
+class TransformerBackbone(nn.Module):
+    """``depth`` encoder blocks and a final LayerNorm over tokens ``[B, T, hidden_size]``.
+
+    Stochastic depth grows linearly with depth, from 0 at the first block to
+    ``drop_path`` at the last (as in DeiT and timm)."""
+
+    hidden_size: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    drop_path: float = 0.0
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        check_num_heads(self.hidden_size, self.num_heads)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array, *, train: bool = False) -> jax.Array:
+        mlp_size = int(self.hidden_size * self.mlp_ratio)
+        for index in range(self.depth):
+            rate = self.drop_path * index / max(self.depth - 1, 1)
+            tokens = EncoderBlock(self.num_heads, mlp_size, self.dropout, rate, self.dtype, name=f"block_{index}")(
+                tokens, train=train
+            )
+        return nn.LayerNorm(dtype=self.dtype, name="norm")(tokens)

@@ -1,0 +1,110 @@
+"""How images enter a Transformer and how logits leave it.
+
+``Patch`` turns images ``[B, H, W, C]`` into tokens ``[B, T, D]``: a strided
+convolution cuts non-overlapping patches and embeds each one, position
+embeddings say where each patch came from, and with ``pool="cls"`` a learned
+class token is prepended. ``ClassifierHead`` pools the encoded tokens (the
+class token, or the global average) and maps them to logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import einops
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxclf.errors import ConfigError
+
+POOLS = ("cls", "gap")
+POSEMBS = ("learned", "sincos2d")
+
+
+def check_patch_size(image_shape: Sequence[int], patch_size: int) -> None:
+    """Raises a one-line ``ConfigError`` unless patches tile the image exactly."""
+    height, width = image_shape[:2]
+    if patch_size <= 0 or height % patch_size or width % patch_size:
+        raise ConfigError(
+            f"model.patch_size={patch_size} does not divide data.image_shape={list(image_shape)}; "
+            "choose a patch size that divides both height and width"
+        )
+
+
+def check_choice(key: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}={value} is not valid; choose one of {', '.join(valid)}")
+
+
+def sincos2d_embedding(grid_height: int, grid_width: int, hidden_size: int, temperature: float = 10_000.0) -> np.ndarray:
+    """Fixed 2-D sine-cosine position embeddings ``[1, H*W, D]`` (MoCo v3, big_vision)."""
+    if hidden_size % 4:
+        raise ConfigError(f"model.hidden_size={hidden_size} must be a multiple of 4 for model.posemb=sincos2d")
+    y, x = np.mgrid[:grid_height, :grid_width]
+    omega = 1.0 / temperature ** (np.arange(hidden_size // 4) / (hidden_size // 4 - 1 or 1))
+    y_angles = y.reshape(-1, 1) * omega
+    x_angles = x.reshape(-1, 1) * omega
+    embedding = np.concatenate([np.sin(x_angles), np.cos(x_angles), np.sin(y_angles), np.cos(y_angles)], axis=1)
+    return embedding[None].astype(np.float32)
+
+
+class Patch(nn.Module):
+    """Images ``[B, H, W, C]`` -> tokens ``[B, T, hidden_size]``, position
+    embeddings added, a class token first when ``pool="cls"``."""
+
+    patch_size: int
+    hidden_size: int
+    posemb: str = "learned"
+    pool: str = "cls"
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        check_choice("model.posemb", self.posemb, POSEMBS)
+        check_choice("model.pool", self.pool, POOLS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        check_patch_size(images.shape[1:], self.patch_size)
+        patches = nn.Conv(
+            self.hidden_size,
+            (self.patch_size, self.patch_size),
+            strides=self.patch_size,
+            padding="VALID",
+            dtype=self.dtype,
+            name="embedding",
+        )(images.astype(self.dtype))
+        grid_height, grid_width = patches.shape[1:3]
+        tokens = einops.rearrange(patches, "b h w d -> b (h w) d")
+        with_class_token = self.pool == "cls"
+        if with_class_token:
+            class_token = self.param("class_token", nn.initializers.zeros, (1, 1, self.hidden_size))
+            tokens = jnp.concatenate([jnp.tile(class_token, (tokens.shape[0], 1, 1)).astype(tokens.dtype), tokens], 1)
+        if self.posemb == "learned":  # one embedding per token, the class token's included (as in timm)
+            embedding = self.param(
+                "position_embedding", nn.initializers.normal(stddev=0.02), (1, tokens.shape[1], self.hidden_size)
+            )
+        else:  # fixed; the class token gets none
+            embedding = sincos2d_embedding(grid_height, grid_width, self.hidden_size)
+            if with_class_token:
+                embedding = np.concatenate([np.zeros((1, 1, self.hidden_size), np.float32), embedding], 1)
+        return tokens + embedding.astype(tokens.dtype)
+
+
+class ClassifierHead(nn.Module):
+    """Pools encoded tokens (the class token, or their mean) and maps them to float32 logits."""
+
+    num_classes: int
+    pool: str = "cls"
+    zero_init: bool = False  # start from uniform predictions (big_vision's default)
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        pooled = tokens[:, 0] if self.pool == "cls" else jnp.mean(tokens, axis=1)
+        kernel_init = nn.initializers.zeros if self.zero_init else nn.linear.default_kernel_init
+        logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype, name="dense")(pooled)
+        return logits.astype(jnp.float32)
