@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 from jaxclf import hardware as hardware_lib
 from jaxclf.data import digits
 from jaxclf.data.loader import TrainLoader, eval_batches
+from jaxclf.data.augment import Augmenter, random_crop, random_flip
 from jaxclf.data.source import ArraySplit, load_split
 from jaxclf.errors import ConfigError
 
@@ -114,3 +115,44 @@ def test_bad_batch_sizes(hardware):
         TrainLoader(_toy_split(10), batch_size=0, seed=0, hardware=hardware)
     with pytest.raises(ConfigError, match="data.batch_size=11 is larger than the training split"):
         TrainLoader(_toy_split(10), batch_size=11, seed=0, hardware=hardware)
+
+
+def test_random_crop_shifts_each_image_and_pads_with_the_fill_value():
+    images = np.arange(2 * 4 * 5 * 2, dtype=np.float32).reshape(2, 4, 5, 2)
+    cropped = random_crop(images, np.random.default_rng(0), padding=2, fill=(-1.0, -2.0))
+    assert cropped.shape == images.shape
+    for image, crop in zip(images, cropped, strict=True):
+        # Some shift (dy, dx) in [-2, 2]² reproduces the crop from the padded image.
+        padded = np.stack([np.pad(image[..., c], 2, constant_values=(-1.0, -2.0)[c]) for c in range(2)], -1)
+        matches = [
+            (dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(padded[dy : dy + 4, dx : dx + 5], crop)
+        ]
+        assert len(matches) == 1
+
+
+def test_random_crop_covers_every_shift():
+    image = np.zeros((1, 3, 3, 1), np.float32)
+    image[0, 1, 1, 0] = 1.0  # the centre pixel lands where the shift puts it
+    rng = np.random.default_rng(0)
+    positions = {tuple(np.argwhere(random_crop(image, rng, 1, (0.0,))[0, ..., 0])[0]) for _ in range(200)}
+    assert positions == {(y, x) for y in range(3) for x in range(3)}
+
+
+def test_random_flip_mirrors_about_half_the_images():
+    images = np.random.default_rng(1).normal(size=(1000, 3, 4, 1)).astype(np.float32)
+    flipped = random_flip(images, np.random.default_rng(2))
+    mirrored = np.all(flipped == images[:, :, ::-1], axis=(1, 2, 3))
+    unchanged = np.all(flipped == images, axis=(1, 2, 3))
+    assert np.all(mirrored ^ unchanged) and 400 < mirrored.sum() < 600
+
+
+def test_augmented_batches_depend_on_the_step_only(hardware):
+    split = ArraySplit(images=np.random.default_rng(0).normal(size=(64, 6, 6, 3)).astype(np.float32), labels=np.zeros(64, np.int32))
+    augment = Augmenter(crop_padding=2, horizontal_flip=True, fill=(0.0, 0.0, 0.0))
+    loader = TrainLoader(split, batch_size=8, seed=5, hardware=hardware, augment=augment)
+    fused = np.asarray(loader.batches(3, 4)["image"])
+    restarted = TrainLoader(split, batch_size=8, seed=5, hardware=hardware, augment=augment)
+    one_by_one = np.stack([np.asarray(restarted.batches(step, 1)["image"][0]) for step in (6, 4, 3, 5)])
+    np.testing.assert_array_equal(fused, one_by_one[[2, 1, 3, 0]])
+    plain = np.asarray(TrainLoader(split, batch_size=8, seed=5, hardware=hardware).batches(3, 4)["image"])
+    assert not np.array_equal(fused, plain)

@@ -157,6 +157,24 @@ def test_resume_continues_from_the_checkpoint(compose, data_dir, tmp_path):
     assert [e[1] for e in recorder.events if e[0] == "train_steps_end"][0] > 20
 
 
+def test_batch_norm_statistics_train_and_resume_with_the_checkpoint(compose, data_dir, tmp_path):
+    resnet = ("model=resnet18", "model.stem=cifar", "model.width=4", "model.stage_sizes=[1,1]")
+    first = _trainer(compose, data_dir, tmp_path, *resnet, "trainer.max_steps=10", "trainer.checkpoint_every_steps=10")
+    initial = first.initial_state()
+    state = first.fit()
+    first_results = first.evaluate(state, "test")
+    first.close()
+    running_mean = state.model_state["batch_stats"]["stem_norm"]["mean"]
+    assert not np.allclose(running_mean, initial.model_state["batch_stats"]["stem_norm"]["mean"])  # updated in training
+
+    second = _trainer(compose, data_dir, tmp_path, *resnet, "trainer.max_steps=10")
+    restored = second.restore_latest()
+    second_results = second.evaluate(restored, "test")
+    second.close()
+    jax.tree.map(np.testing.assert_array_equal, restored.model_state, state.model_state)
+    assert second_results == first_results  # evaluation uses the restored running statistics
+
+
 def test_a_mesh_is_built_even_on_one_cpu():
     hardware = hardware_lib.setup("cpu", "float32", distributed=False)
     assert hardware.mesh.axis_names == (hardware_lib.DATA_AXIS,)
