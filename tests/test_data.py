@@ -1,4 +1,4 @@
-"""The digits builder, the in-memory split reader and the step-addressed loader."""
+"""The digits builder, augmentation, and the step-addressed loader."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from sklearn.datasets import load_digits
 
 from jaxclf import hardware as hardware_lib
 from jaxclf.data import digits
-from jaxclf.data.loader import TrainLoader, eval_batches
 from jaxclf.data.augment import Augmenter, random_crop, random_flip
-from jaxclf.data.source import ArraySplit, load_split
+from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
+from jaxclf.data.splits import InMemorySplit, build_splits
 from jaxclf.errors import ConfigError
+
+IDENTITY = Normalizer([0.0], [1.0])
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +23,12 @@ def hardware():
     return hardware_lib.setup("cpu", "float32", distributed=False)
 
 
-def _load(data_dir: str, split: str) -> ArraySplit:
-    return load_split("digits/classes", split, mean=[0.0], std=[1.0], data_dir=data_dir, builder_module="jaxclf.data.digits")
+def _splits(compose, data_dir: str, *overrides: str) -> dict[str, InMemorySplit]:
+    cfg = compose([f"data.data_dir={data_dir}", *overrides])
+    return build_splits(cfg.data, Augmenter(**cfg.data.augment))
 
 
-def test_digits_splits_are_the_documented_seeded_permutation(data_dir):
+def test_digits_splits_are_the_documented_seeded_permutation(data_dir, compose):
     builder = tfds.builder("digits/classes", data_dir=data_dir)
     assert {name: info.num_examples for name, info in builder.info.splits.items()} == {
         "train": 1300,
@@ -33,9 +36,10 @@ def test_digits_splits_are_the_documented_seeded_permutation(data_dir):
         "test": 297,
     }
     reference = load_digits()
+    splits = _splits(compose, data_dir)
     seen = []
     for name, indices in digits.split_indices().items():
-        split = _load(data_dir, name)
+        split = splits[name]
         # Same images and labels, in the documented order, pixel for pixel.
         np.testing.assert_array_equal(split.images[..., 0], reference.images[indices])
         np.testing.assert_array_equal(split.labels, reference.target[indices])
@@ -45,46 +49,44 @@ def test_digits_splits_are_the_documented_seeded_permutation(data_dir):
 
 def test_config_normalisation_matches_training_statistics(data_dir, compose):
     cfg = compose()
-    train = _load(data_dir, "train")
+    train = _splits(compose, data_dir)["train"]
     np.testing.assert_allclose(cfg.data.mean, [train.images.mean()], atol=1e-3)
     np.testing.assert_allclose(cfg.data.std, [train.images.std()], atol=1e-3)
-    normalised = load_split(
-        "digits/classes", "train", mean=cfg.data.mean, std=cfg.data.std, data_dir=data_dir, builder_module="jaxclf.data.digits"
-    )
-    assert abs(normalised.images.mean()) < 1e-3 and abs(normalised.images.std() - 1) < 1e-3
-    assert normalised.images.dtype == np.float32 and normalised.labels.dtype == np.int32
+    normalised = Normalizer(cfg.data.mean, cfg.data.std)(train.images)
+    assert abs(normalised.mean()) < 1e-3 and abs(normalised.std() - 1) < 1e-3
+    assert normalised.dtype == np.float32 and train.labels.dtype == np.int32
 
 
-def test_unknown_dataset_and_split_give_config_errors(data_dir):
+def test_unknown_dataset_and_split_give_config_errors(data_dir, compose):
     with pytest.raises(ConfigError, match="data.name='no_such_dataset'"):
-        load_split("no_such_dataset", "train", mean=[0.0], std=[1.0], data_dir=data_dir)
+        _splits(compose, data_dir, "data.name=no_such_dataset")
     with pytest.raises(ConfigError, match="split 'training'.*train, validation, test"):
-        _load(data_dir, "training")
+        _splits(compose, data_dir, "data.splits.train=training")
 
 
-def _toy_split(n: int) -> ArraySplit:
+def _toy_split(n: int) -> InMemorySplit:
     images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1) * np.ones((1, 2, 2, 1), np.float32)
-    return ArraySplit(images=images, labels=np.arange(n, dtype=np.int32) % 10)
+    return InMemorySplit(images=images, labels=np.arange(n, dtype=np.int32) % 10)
 
 
 def test_train_batches_are_deterministic_epochs_without_replacement(hardware):
     split = _toy_split(100)
-    loader = TrainLoader(split, batch_size=32, seed=3, hardware=hardware)
+    loader = TrainLoader(split, batch_size=32, seed=3, hardware=hardware, normalize=IDENTITY)
     assert loader.steps_per_epoch == 3  # the incomplete 4th batch is dropped
     epoch0 = np.concatenate([loader.indices(step) for step in range(3)])
     assert len(set(epoch0.tolist())) == 96  # no example twice within an epoch
     assert not np.array_equal(loader.indices(0), loader.indices(3))  # reshuffled next epoch
-    again = TrainLoader(split, batch_size=32, seed=3, hardware=hardware)
+    again = TrainLoader(split, batch_size=32, seed=3, hardware=hardware, normalize=IDENTITY)
     np.testing.assert_array_equal(again.indices(7), loader.indices(7))
-    other_seed = TrainLoader(split, batch_size=32, seed=4, hardware=hardware)
+    other_seed = TrainLoader(split, batch_size=32, seed=4, hardware=hardware, normalize=IDENTITY)
     assert not np.array_equal(other_seed.indices(0), loader.indices(0))
 
 
 def test_restart_at_step_k_yields_the_same_batches(hardware):
     split = _toy_split(100)
-    uninterrupted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware)
+    uninterrupted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware, normalize=IDENTITY)
     stream = [np.asarray(uninterrupted.batches(step, 1)["image"]) for step in range(20)]
-    restarted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware)  # fresh process state
+    restarted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware, normalize=IDENTITY)  # fresh process state
     stacked = restarted.batches(13, 7)  # steps 13..19 in one fused call
     np.testing.assert_array_equal(np.asarray(stacked["image"]), np.concatenate(stream[13:20]))
     labels = np.asarray(stacked["label"][2])
@@ -92,7 +94,7 @@ def test_restart_at_step_k_yields_the_same_batches(hardware):
 
 
 def test_batches_are_global_arrays_sharded_on_the_data_axis(hardware):
-    loader = TrainLoader(_toy_split(64), batch_size=16, seed=0, hardware=hardware)
+    loader = TrainLoader(_toy_split(64), batch_size=16, seed=0, hardware=hardware, normalize=IDENTITY)
     batch = loader.batches(0, 4)
     assert batch["image"].shape == (4, 16, 2, 2, 1) and batch["label"].shape == (4, 16)
     assert batch["image"].sharding.spec == jax.sharding.PartitionSpec(None, hardware_lib.DATA_AXIS)
@@ -103,7 +105,7 @@ def test_batches_are_global_arrays_sharded_on_the_data_axis(hardware):
 def test_eval_batches_cover_every_example_exactly_once(hardware, batch_size):
     split = _toy_split(200)
     seen = []
-    for batch in eval_batches(split, batch_size, hardware):
+    for batch in eval_batches(split, batch_size, hardware, IDENTITY):
         assert batch["image"].shape[0] == batch_size  # padded, never a ragged remainder
         mask = np.asarray(batch["mask"])
         seen.extend(np.asarray(batch["image"])[mask, 0, 0, 0].astype(int).tolist())
@@ -112,18 +114,18 @@ def test_eval_batches_cover_every_example_exactly_once(hardware, batch_size):
 
 def test_bad_batch_sizes(hardware):
     with pytest.raises(ConfigError, match="data.batch_size=0"):
-        TrainLoader(_toy_split(10), batch_size=0, seed=0, hardware=hardware)
+        TrainLoader(_toy_split(10), batch_size=0, seed=0, hardware=hardware, normalize=IDENTITY)
     with pytest.raises(ConfigError, match="data.batch_size=11 is larger than the training split"):
-        TrainLoader(_toy_split(10), batch_size=11, seed=0, hardware=hardware)
+        TrainLoader(_toy_split(10), batch_size=11, seed=0, hardware=hardware, normalize=IDENTITY)
 
 
 def test_random_crop_shifts_each_image_and_pads_with_the_fill_value():
     images = np.arange(2 * 4 * 5 * 2, dtype=np.float32).reshape(2, 4, 5, 2)
-    cropped = random_crop(images, np.random.default_rng(0), padding=2, fill=(-1.0, -2.0))
+    cropped = random_crop(images, np.random.default_rng(0), padding=2, fill=-1.0)
     assert cropped.shape == images.shape
     for image, crop in zip(images, cropped, strict=True):
         # Some shift (dy, dx) in [-2, 2]² reproduces the crop from the padded image.
-        padded = np.stack([np.pad(image[..., c], 2, constant_values=(-1.0, -2.0)[c]) for c in range(2)], -1)
+        padded = np.pad(image, ((2, 2), (2, 2), (0, 0)), constant_values=-1.0)
         matches = [
             (dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(padded[dy : dy + 4, dx : dx + 5], crop)
         ]
@@ -134,7 +136,7 @@ def test_random_crop_covers_every_shift():
     image = np.zeros((1, 3, 3, 1), np.float32)
     image[0, 1, 1, 0] = 1.0  # the centre pixel lands where the shift puts it
     rng = np.random.default_rng(0)
-    positions = {tuple(np.argwhere(random_crop(image, rng, 1, (0.0,))[0, ..., 0])[0]) for _ in range(200)}
+    positions = {tuple(np.argwhere(random_crop(image, rng, 1)[0, ..., 0])[0]) for _ in range(200)}
     assert positions == {(y, x) for y in range(3) for x in range(3)}
 
 
@@ -147,12 +149,14 @@ def test_random_flip_mirrors_about_half_the_images():
 
 
 def test_augmented_batches_depend_on_the_step_only(hardware):
-    split = ArraySplit(images=np.random.default_rng(0).normal(size=(64, 6, 6, 3)).astype(np.float32), labels=np.zeros(64, np.int32))
-    augment = Augmenter(crop_padding=2, horizontal_flip=True, fill=(0.0, 0.0, 0.0))
-    loader = TrainLoader(split, batch_size=8, seed=5, hardware=hardware, augment=augment)
+    images = np.random.default_rng(0).integers(0, 256, size=(64, 6, 6, 3), dtype=np.uint8)
+    augment = Augmenter(crop_padding=2, horizontal_flip=True, randaugment_layers=2)
+    split = InMemorySplit(images=images, labels=np.zeros(64, np.int32), augment=augment)
+    loader = TrainLoader(split, batch_size=8, seed=5, hardware=hardware, normalize=IDENTITY)
     fused = np.asarray(loader.batches(3, 4)["image"])
-    restarted = TrainLoader(split, batch_size=8, seed=5, hardware=hardware, augment=augment)
+    restarted = TrainLoader(split, batch_size=8, seed=5, hardware=hardware, normalize=IDENTITY)
     one_by_one = np.stack([np.asarray(restarted.batches(step, 1)["image"][0]) for step in (6, 4, 3, 5)])
     np.testing.assert_array_equal(fused, one_by_one[[2, 1, 3, 0]])
-    plain = np.asarray(TrainLoader(split, batch_size=8, seed=5, hardware=hardware).batches(3, 4)["image"])
+    plain_split = InMemorySplit(images=images, labels=split.labels)
+    plain = np.asarray(TrainLoader(plain_split, batch_size=8, seed=5, hardware=hardware, normalize=IDENTITY).batches(3, 4)["image"])
     assert not np.array_equal(fused, plain)

@@ -3,6 +3,7 @@ train/eval behaviour of dropout, stochastic depth and BatchNorm, precision."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import jax
@@ -138,13 +139,17 @@ def _vit(**overrides) -> ViT:
 def test_evaluation_is_deterministic_and_training_is_not(model):
     images = jnp.asarray(np.random.default_rng(2).normal(size=(8, 8, 8, 1)), jnp.float32)
     variables = init_variables(model, (8, 8, 1), jax.random.key(0))
-    first = model.apply(variables, images, train=False)
-    second = model.apply(variables, images, train=False)
+    evaluate = jax.jit(functools.partial(model.apply, train=False))
+    first = evaluate(variables, images)
+    second = evaluate(variables, images)
     np.testing.assert_array_equal(np.asarray(first), np.asarray(second))  # bitwise
 
+    @jax.jit
+    def train_logits_of(rng):
+        return model.apply(variables, images, train=True, rngs={"dropout": rng}, mutable=["batch_stats"])[0]
+
     def train_logits(seed):
-        logits = model.apply(variables, images, train=True, rngs={"dropout": jax.random.key(seed)}, mutable=["batch_stats"])
-        return np.asarray(logits[0])
+        return np.asarray(train_logits_of(jax.random.key(seed)))
 
     if isinstance(model, ViT):  # dropout and stochastic depth draw new masks each step
         assert not np.array_equal(train_logits(1), train_logits(2))
@@ -177,7 +182,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits(model):
     model = model.clone(dtype=jnp.bfloat16)
     variables = init_variables(model, (8, 8, 1), jax.random.key(0))
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
-    logits = model.apply(variables, jnp.ones((2, 8, 8, 1)), train=False)
+    logits = jax.jit(functools.partial(model.apply, train=False))(variables, jnp.ones((2, 8, 8, 1)))
     assert logits.dtype == jnp.float32 and logits.shape == (2, 10)
 
 

@@ -45,24 +45,35 @@ class SplitsConfig:
     """TFDS split names (or split expressions) for each role."""
 
     train: str = "train"
-    validation: str = "validation"
+    validation: Optional[str] = "validation"  # None: hold out data.validation_holdout examples of train
     test: str = "test"
 
 
 @dataclasses.dataclass
 class AugmentConfig:
-    """Training-time augmentation of host batches (evaluation sees clean images)."""
+    """Training-time augmentation (evaluation sees clean images, centre-cropped if encoded)."""
 
-    crop_padding: int = 0  # random shift: pad by this many pixels, crop back to size
+    crop_padding: int = 0  # in-memory images: pad by this many black pixels, crop back at a random shift
     horizontal_flip: bool = False
+    inception_crop: bool = False  # encoded images: random area (8-100%) and aspect (3/4-4/3), resized
+    randaugment_layers: int = 0  # RandAugment: operations per image (0: off)
+    randaugment_magnitude: float = 9.0  # their strength, 0..30
+
+
+@dataclasses.dataclass
+class SyntheticExamplesConfig:
+    train: int = 1024
+    validation: int = 128
+    test: int = 128
 
 
 @dataclasses.dataclass
 class DataConfig:
-    name: str = MISSING  # TFDS dataset name
+    name: str = MISSING  # TFDS dataset name, or "synthetic" (random images and labels)
     # Module to import so that a builder outside the TFDS catalog registers.
     builder_module: Optional[str] = None
     data_dir: Optional[str] = None  # None: TFDS's default (~/tensorflow_datasets)
+    manual_dir: Optional[str] = None  # downloaded archives, for datasets TFDS cannot fetch (ImageNet)
     num_classes: int = MISSING
     image_shape: list[int] = MISSING  # [height, width, channels]
     # Per-channel normalisation applied to raw pixel values: (x - mean) / std.
@@ -71,7 +82,15 @@ class DataConfig:
     batch_size: int = 128  # global batch size, over all devices and hosts
     eval_batch_size: Optional[int] = None  # None: same as batch_size
     splits: SplitsConfig = dataclasses.field(default_factory=SplitsConfig)
+    validation_holdout: int = 0  # examples of train held out as validation (fixed seed), with splits.validation=null
+    train_examples: Optional[int] = None  # train on a seeded subset of this many examples
+    subset_seed: int = II("seed")
+    # True: decode the splits once into host memory. False: keep images encoded, decode per batch.
+    in_memory: bool = True
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    prefetch: int = 2  # training batches prepared ahead, in units of one jitted call
+    workers: int = 4  # host threads reading, decoding and augmenting batches
+    synthetic_examples: SyntheticExamplesConfig = dataclasses.field(default_factory=SyntheticExamplesConfig)
 
 
 @dataclasses.dataclass

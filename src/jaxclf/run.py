@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from jaxclf import hardware as hardware_lib
 from jaxclf.checkpointing import SAVED_CONFIG
 from jaxclf.data.augment import Augmenter
-from jaxclf.data.loader import TrainLoader
-from jaxclf.data.source import load_split
+from jaxclf.data.loader import Normalizer, TrainLoader
+from jaxclf.data.splits import build_splits
 from jaxclf.describe import describe_model, format_description
 from jaxclf.errors import ConfigError
 from jaxclf.train_state import abstract_variables, count_params
@@ -59,23 +59,12 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
     model = instantiate(cfg.model)
     abstract_variables(model, tuple(data.image_shape))  # a model that cannot take the images fails here
 
-    splits = {
-        role: load_split(
-            data.name,
-            data.splits[role],
-            mean=list(data.mean),
-            std=list(data.std),
-            data_dir=data.data_dir,
-            builder_module=data.builder_module,
-        )
-        for role in ("train", *EVAL_SPLITS)
-    }
-    augment = Augmenter(
-        crop_padding=data.augment.crop_padding,
-        horizontal_flip=data.augment.horizontal_flip,
-        fill=tuple(-m / s for m, s in zip(data.mean, data.std, strict=True)),
+    augment = Augmenter(**data.augment)
+    splits = build_splits(data, augment)
+    normalize = Normalizer(data.mean, data.std)
+    train_loader = TrainLoader(
+        splits.pop("train"), data.batch_size, cfg.seed, hardware, normalize, prefetch=data.prefetch, workers=data.workers
     )
-    train_loader = TrainLoader(splits.pop("train"), data.batch_size, cfg.seed, hardware, augment)
 
     return Trainer(
         model=model,
@@ -85,6 +74,7 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
         hardware=hardware,
         train_loader=train_loader,
         eval_splits=splits,
+        image_shape=tuple(data.image_shape),
         eval_batch_size=data.eval_batch_size or data.batch_size,
         workdir=workdir,
         seed=cfg.seed,

@@ -17,7 +17,7 @@ from jaxclf.callbacks import Callback, PeriodicCheckpoint, PeriodicEvaluation, P
 from jaxclf.calibration import reliability_diagram
 from jaxclf.checkpointing import CHECKPOINT_DIR, CheckpointStore, abstract_train_state
 from jaxclf.data.loader import TrainLoader, eval_batches
-from jaxclf.data.source import ArraySplit
+from jaxclf.data.splits import Split
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware
 from jaxclf.metrics import EvalMetrics, TrainMetrics
@@ -47,7 +47,8 @@ class Trainer:
         num_classes: int,
         hardware: Hardware,
         train_loader: TrainLoader,
-        eval_splits: Mapping[str, ArraySplit],
+        eval_splits: Mapping[str, Split],
+        image_shape: tuple[int, ...],
         eval_batch_size: int,
         workdir: str,
         seed: int,
@@ -99,7 +100,7 @@ class Trainer:
         self.checkpoints = CheckpointStore(os.path.join(workdir, CHECKPOINT_DIR), max_checkpoints_to_keep)
         self._writer: Optional[metric_writers.MetricWriter] = None
 
-        self.image_shape = tuple(train_loader.split.images.shape[1:])
+        self.image_shape = tuple(image_shape)
         self._init = jax.jit(
             functools.partial(create_train_state, model, optimizer, self.image_shape), out_shardings=hardware.replicated
         )
@@ -188,7 +189,7 @@ class Trainer:
         than 5 classes), expected calibration error, Brier score."""
         step = int(state.step) if step is None else step
         metrics = jax.device_put(EvalMetrics.empty(), self.hardware.replicated)
-        for batch in eval_batches(self.eval_splits[split], self.eval_batch_size, self.hardware):
+        for batch in eval_batches(self.eval_splits[split], self.eval_batch_size, self.hardware, self.train_loader.normalize):
             metrics = self._eval_step(state, metrics, batch)
         results = {name: float(value) for name, value in metrics.compute().items()}
         if self.num_classes <= 5:
@@ -205,6 +206,7 @@ class Trainer:
         return results
 
     def close(self) -> None:
+        self.train_loader.close()
         self.checkpoints.wait_until_finished()
         self.checkpoints.close()
         if self._writer is not None:

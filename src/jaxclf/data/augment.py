@@ -1,25 +1,37 @@
-"""Training-time image augmentation on host batches (NumPy, vectorised over the batch).
+"""Training-time augmentation, and the matching evaluation-time crop.
 
-Each batch's randomness comes from ``(seed, step, process)``, so the augmented
-batch of a step is the same in an uninterrupted run and after a restart.
-Mixup and cutmix are not here: they mix labels too and run on device in the
-training step (``jaxclf.targets``).
+Two kinds of data, two paths:
+
+* images held in memory at their final size (digits, MNIST, CIFAR): the batch
+  is augmented at once with NumPy (``random_crop``: pad and shift;
+  ``random_flip``), optionally with RandAugment per image;
+* encoded images of any size (ImageNet): each is decoded and cropped on its
+  own: ``inception_crop`` (a random area and aspect ratio, resized) in
+  training, ``resize_and_centre_crop`` in evaluation.
+
+Randomness comes from a generator seeded by ``(seed, step, process)``, so the
+augmented batch of a step is the same in an uninterrupted run and after a
+restart. Mixup and cutmix are not here: they mix labels too and run on device
+in the training step (``jaxclf.targets``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import io
+import math
 
 import numpy as np
+from PIL import Image
+
+from jaxclf.data.randaugment import rand_augment
 
 
-def random_crop(images: np.ndarray, rng: np.random.Generator, padding: int, fill: Sequence[float]) -> np.ndarray:
-    """Pads each image by ``padding`` pixels of ``fill`` (per channel) and crops
-    a random window of the original size: a random shift of up to ``padding``."""
+def random_crop(images: np.ndarray, rng: np.random.Generator, padding: int, fill: float = 0) -> np.ndarray:
+    """Pads each image by ``padding`` pixels of ``fill`` and crops a random
+    window of the original size: a random shift of up to ``padding``."""
     batch, height, width, channels = images.shape
-    padded = np.empty((batch, height + 2 * padding, width + 2 * padding, channels), images.dtype)
-    padded[...] = np.asarray(fill, images.dtype)
+    padded = np.full((batch, height + 2 * padding, width + 2 * padding, channels), fill, images.dtype)
     padded[:, padding : padding + height, padding : padding + width] = images
     windows = np.lib.stride_tricks.sliding_window_view(padded, (height, width), axis=(1, 2))  # [B, dy, dx, C, H, W]
     dy, dx = rng.integers(0, 2 * padding + 1, size=(2, batch))
@@ -32,24 +44,111 @@ def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(flip[:, None, None, None], images[:, :, ::-1], images)
 
 
+def decode_image(encoded: bytes, channels: int, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decodes PNG or JPEG bytes; ``draft_size`` lets JPEG decode at a reduced scale no smaller than it."""
+    image = Image.open(io.BytesIO(encoded))
+    mode = "L" if channels == 1 else "RGB"
+    if draft_size is not None:
+        image.draft(mode, draft_size)
+    return image.convert(mode)
+
+
+def inception_crop(
+    image: Image.Image,
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    area_range: tuple[float, float] = (0.08, 1.0),
+    aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Image.Image:
+    """A random crop covering ``area_range`` of the image with an aspect ratio in
+    ``aspect_range`` (log-uniform), resized to ``size`` (Szegedy et al., 2015).
+    After 10 failed draws, the largest centred crop within the aspect range."""
+    width, height = image.size
+    area = width * height
+    for _ in range(10):
+        target_area = area * rng.uniform(*area_range)
+        aspect = math.exp(rng.uniform(math.log(aspect_range[0]), math.log(aspect_range[1])))
+        crop_width = round(math.sqrt(target_area * aspect))
+        crop_height = round(math.sqrt(target_area / aspect))
+        if 0 < crop_width <= width and 0 < crop_height <= height:
+            left = int(rng.integers(0, width - crop_width + 1))
+            top = int(rng.integers(0, height - crop_height + 1))
+            break
+    else:
+        ratio = width / height
+        crop_width, crop_height = width, height
+        if ratio < aspect_range[0]:
+            crop_height = round(width / aspect_range[0])
+        elif ratio > aspect_range[1]:
+            crop_width = round(height * aspect_range[1])
+        left, top = (width - crop_width) // 2, (height - crop_height) // 2
+    box = (left, top, left + crop_width, top + crop_height)
+    return image.resize(size[::-1], Image.Resampling.BILINEAR, box=box)
+
+
+def resize_and_centre_crop(image: Image.Image, size: tuple[int, int], crop_fraction: float = 0.875) -> Image.Image:
+    """Evaluation view: the shorter side resized to ``size / crop_fraction``
+    (256 for 224), then the central ``size`` window."""
+    width, height = image.size
+    scale = max(size) / crop_fraction / min(width, height)
+    resized = image.resize((max(size[1], round(width * scale)), max(size[0], round(height * scale))), Image.Resampling.BILINEAR)
+    left = (resized.size[0] - size[1]) // 2
+    top = (resized.size[1] - size[0]) // 2
+    return resized.crop((left, top, left + size[1], top + size[0]))
+
+
+def to_array(image: Image.Image, channels: int) -> np.ndarray:
+    array = np.asarray(image, np.uint8)
+    return array.reshape(*array.shape[:2], channels)
+
+
 @dataclasses.dataclass(frozen=True)
 class Augmenter:
-    """The configured augmentations, applied in order: crop, then flip.
+    """The configured training augmentations.
 
-    ``fill`` is the normalised value of a black pixel (``-mean / std``), so the
-    padding looks like the background of the raw image."""
+    In-memory batches: ``crop_padding`` (pad with black and shift), then
+    ``horizontal_flip``, then RandAugment. Encoded images: ``inception_crop``
+    (else a plain resize), then the flip and RandAugment."""
 
     crop_padding: int = 0
     horizontal_flip: bool = False
-    fill: tuple[float, ...] = (0.0,)
+    inception_crop: bool = False
+    randaugment_layers: int = 0
+    randaugment_magnitude: float = 9.0
 
     @property
     def active(self) -> bool:
-        return self.crop_padding > 0 or self.horizontal_flip
+        return self.crop_padding > 0 or self.horizontal_flip or self.randaugment_layers > 0
 
-    def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def batch(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Augments a batch of same-sized images ``[B, H, W, C]`` (uint8 or float)."""
         if self.crop_padding > 0:
-            images = random_crop(images, rng, self.crop_padding, self.fill)
+            images = random_crop(images, rng, self.crop_padding)
         if self.horizontal_flip:
             images = random_flip(images, rng)
+        if self.randaugment_layers > 0:
+            channels = images.shape[-1]
+            images = np.stack([self._randaugment(image.squeeze(-1) if channels == 1 else image, rng, channels) for image in images])
         return images
+
+    def encoded(self, encoded: bytes, rng: np.random.Generator, size: tuple[int, int], channels: int) -> np.ndarray:
+        """Decodes and augments one encoded image to ``size``."""
+        if self.inception_crop:
+            image = inception_crop(decode_image(encoded, channels), rng, size)
+        else:
+            image = decode_image(encoded, channels, size[::-1]).resize(size[::-1], Image.Resampling.BILINEAR)
+        if self.horizontal_flip and rng.random() < 0.5:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.randaugment_layers > 0:
+            image = rand_augment(image, rng, self.randaugment_layers, self.randaugment_magnitude)
+        return to_array(image, channels)
+
+    def _randaugment(self, image: np.ndarray, rng: np.random.Generator, channels: int) -> np.ndarray:
+        augmented = rand_augment(Image.fromarray(image.astype(np.uint8)), rng, self.randaugment_layers, self.randaugment_magnitude)
+        return to_array(augmented, channels)
+
+
+def evaluation_view(encoded: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Decodes one encoded image and takes its centre crop at ``size``."""
+    image = decode_image(encoded, channels, tuple(round(s / 0.875) for s in size[::-1]))
+    return to_array(resize_and_centre_crop(image, size), channels)

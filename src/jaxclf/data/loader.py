@@ -3,8 +3,12 @@
 Training batches are addressed by step number: the batch of step ``s`` comes
 from epoch ``s // steps_per_epoch`` (a seeded permutation of the split; the
 incomplete last batch of each epoch is dropped) at position
-``s % steps_per_epoch``. A restart at step ``k`` therefore sees exactly the
+``s % steps_per_epoch``, and its augmentation draws from a generator seeded by
+``(seed, s, process)``. A restart at step ``k`` therefore sees exactly the
 batches an uninterrupted run sees, with no work proportional to ``k``.
+
+Host work (gathering, decoding, augmenting, normalising) for the next
+``prefetch`` steps runs in background threads while the device trains.
 
 Evaluation batches cover every example exactly once: the last batch is padded
 and a ``mask`` marks the real examples.
@@ -16,17 +20,19 @@ Each process assembles only its own slice of every global batch; one
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import concurrent.futures
+import functools
+from collections.abc import Iterator, Sequence
 
 import jax
 import numpy as np
 
-from jaxclf.data.augment import Augmenter
-from jaxclf.data.source import ArraySplit
+from jaxclf.data.splits import Split
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware
 
 Batch = dict[str, jax.Array]
+HostBatch = dict[str, np.ndarray]
 
 
 def _check_batch_size(key: str, batch_size: int, hardware: Hardware) -> None:
@@ -43,31 +49,47 @@ def _process_rows(batch_size: int) -> np.ndarray:
     return np.arange(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
 
 
+class Normalizer:
+    """Raw pixels -> float32 ``(x - mean) / std``, per channel."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean = np.asarray(mean, np.float32)
+        self.scale = 1.0 / np.asarray(std, np.float32)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return (images.astype(np.float32) - self.mean) * self.scale
+
+
 class TrainLoader:
-    """Shuffled training batches of a fixed global size, random access by step."""
+    """Shuffled, augmented training batches of a fixed global size, random access by step."""
 
     def __init__(
-        self, split: ArraySplit, batch_size: int, seed: int, hardware: Hardware, augment: Augmenter | None = None
+        self,
+        split: Split,
+        batch_size: int,
+        seed: int,
+        hardware: Hardware,
+        normalize: Normalizer,
+        prefetch: int = 2,
+        workers: int = 2,
     ):
         _check_batch_size("data.batch_size", batch_size, hardware)
         if batch_size > len(split):
-            raise ConfigError(
-                f"data.batch_size={batch_size} is larger than the training split ({len(split)} examples)"
-            )
+            raise ConfigError(f"data.batch_size={batch_size} is larger than the training split ({len(split)} examples)")
         self.split = split
         self.batch_size = batch_size
         self.seed = seed
         self.hardware = hardware
-        self.augment = augment if augment is not None and augment.active else None
+        self.normalize = normalize
         self.steps_per_epoch = len(split) // batch_size
+        self.prefetch = prefetch
         self._process_rows = _process_rows(batch_size)
-        self._epoch_permutation: tuple[int, np.ndarray] = (-1, np.empty(0, np.int64))
+        self._pool = concurrent.futures.ThreadPoolExecutor(max(1, workers), thread_name_prefix="jaxclf-loader")
+        self._pending: dict[int, concurrent.futures.Future[HostBatch]] = {}
+        self._permutation = functools.lru_cache(maxsize=2)(self._epoch_permutation)
 
-    def _permutation(self, epoch: int) -> np.ndarray:
-        if self._epoch_permutation[0] != epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._epoch_permutation = (epoch, rng.permutation(len(self.split)))
-        return self._epoch_permutation[1]
+    def _epoch_permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
 
     def indices(self, step: int) -> np.ndarray:
         """Global example indices of the batch consumed by training step ``step`` (0-based)."""
@@ -75,28 +97,55 @@ class TrainLoader:
         start = position * self.batch_size
         return self._permutation(epoch)[start : start + self.batch_size]
 
-    def _augment_rng(self, step: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, step, jax.process_index()])
+    def host_batch(self, step: int) -> HostBatch:
+        """This process's rows of step ``step``'s batch: augmented, normalised NumPy arrays."""
+        rows = self.indices(step)[self._process_rows]
+        rng = np.random.default_rng([self.seed, step, jax.process_index()])
+        images, labels = self.split.read(rows, rng)
+        return {"image": self.normalize(images), "label": labels}
 
     def batches(self, first_step: int, num_steps: int) -> Batch:
-        """Batches of steps ``first_step .. first_step + num_steps - 1``, stacked: ``[num_steps, B, ...]``."""
+        """Batches of steps ``first_step .. first_step + num_steps - 1``, stacked: ``[num_steps, B, ...]``;
+        then starts preparing the steps that follow."""
         steps = range(first_step, first_step + num_steps)
-        rows = np.stack([self.indices(step)[self._process_rows] for step in steps])
-        images = self.split.images[rows]
-        if self.augment is not None:
-            images = np.stack([self.augment(images[i], self._augment_rng(step)) for i, step in enumerate(steps)])
-        local = {"image": images, "label": self.split.labels[rows]}
+        for stale in [step for step in self._pending if step < first_step]:
+            self._pending.pop(stale).cancel()
+        host = [self._take(step) for step in steps]
+        for step in range(first_step + num_steps, first_step + num_steps + self.prefetch * num_steps):
+            if step not in self._pending:
+                self._pending[step] = self._pool.submit(self.host_batch, step)
+        local = {key: np.stack([batch[key] for batch in host]) for key in ("image", "label")}
         return jax.make_array_from_process_local_data(self.hardware.batch_sharding(leading_axes=1), local)
 
+    def _take(self, step: int) -> HostBatch:
+        future = self._pending.pop(step, None)
+        return future.result() if future is not None else self.host_batch(step)
 
-def eval_batches(split: ArraySplit, batch_size: int, hardware: Hardware) -> Iterator[Batch]:
-    """Every example once, in order; the last batch is padded, ``mask`` is 1 on real rows."""
+    def close(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        self._pool.shutdown(wait=True)
+
+
+def eval_batches(split: Split, batch_size: int, hardware: Hardware, normalize: Normalizer) -> Iterator[Batch]:
+    """Every example once, in order; the last batch is padded, ``mask`` is 1 on real rows.
+    The next batch is read while the device evaluates this one."""
     _check_batch_size("data.eval_batch_size", batch_size, hardware)
     process_rows = _process_rows(batch_size)
     sharding = hardware.batch_sharding()
-    for start in range(0, len(split), batch_size):
+
+    def host_batch(start: int) -> HostBatch:
         rows = start + process_rows
         mask = rows < len(split)
-        rows = np.where(mask, rows, 0)
-        local = {"image": split.images[rows], "label": split.labels[rows], "mask": mask}
-        yield jax.make_array_from_process_local_data(sharding, local)
+        images, labels = split.read(np.where(mask, rows, 0))
+        return {"image": normalize(images), "label": labels, "mask": mask}
+
+    starts = range(0, len(split), batch_size)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxclf-eval") as pool:
+        upcoming = pool.submit(host_batch, starts[0]) if starts else None
+        for index in range(len(starts)):
+            local = upcoming.result()
+            if index + 1 < len(starts):
+                upcoming = pool.submit(host_batch, starts[index + 1])
+            yield jax.make_array_from_process_local_data(sharding, local)

@@ -1,42 +1,27 @@
-"""TFDS split -> normalised in-memory arrays.
+"""Opening TFDS datasets for random access, with one-line errors when they are not there.
 
-Reading goes through ``tfds.data_source`` (array_record, random access), which
-needs no TensorFlow; a dataset outside the catalog registers itself when its
-``builder_module`` is imported, and is prepared on first use.
+Reading goes through ``tfds.data_source`` (array_record), which needs no
+TensorFlow and reads any example by index. A builder outside the TFDS catalog
+(``builder_module``, e.g. the embedded digits) is prepared on first use; a
+dataset that needs manual downloads (ImageNet) is prepared from
+``manual_dir``; anything else must already be prepared in ``data_dir``:
+nothing is downloaded at run time.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-from typing import Optional
-
-import numpy as np
+import os
+from collections.abc import Sequence
+from typing import Any
 
 from jaxclf.errors import ConfigError
 
-
-@dataclasses.dataclass(frozen=True)
-class ArraySplit:
-    """One split, fully in memory: normalised float32 images and int32 labels."""
-
-    images: np.ndarray  # [N, H, W, C]
-    labels: np.ndarray  # [N]
-
-    def __len__(self) -> int:
-        return len(self.labels)
+Source = Sequence[dict[str, Any]]  # random access: len(), source[i]
 
 
-def load_split(
-    name: str,
-    split: str,
-    *,
-    mean: list[float],
-    std: list[float],
-    data_dir: Optional[str] = None,
-    builder_module: Optional[str] = None,
-) -> ArraySplit:
-    """Reads a whole TFDS split into memory and normalises it: ``(x - mean) / std``."""
+def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, builder_module: str | None):
+    """The prepared TFDS builder of ``name``, or a ``ConfigError`` saying how to prepare it."""
     import tensorflow_datasets as tfds
 
     if builder_module is not None:
@@ -45,15 +30,41 @@ def load_split(
         builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:
         raise ConfigError(f"data.name={name!r} is not a TFDS dataset (see tfds.list_builders())") from None
-    if not builder.is_prepared():
+    if builder.is_prepared():
+        return builder
+    if builder_module is not None:  # generated from data that ships with an installed package
         builder.download_and_prepare(file_format="array_record")
+    elif builder.MANUAL_DOWNLOAD_INSTRUCTIONS and manual_dir is not None:
+        if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+            raise ConfigError(f"data.manual_dir={manual_dir} is empty or missing; put {name}'s downloaded archives there")
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+        builder.download_and_prepare(file_format="array_record", download_config=config)
+    return builder
+
+
+def not_prepared_error(builder, name: str) -> ConfigError:
+    """How to prepare ``name`` when ``builder`` has no data (there is no network at run time)."""
+    root = os.path.dirname(os.path.dirname(builder.data_dir))
+    where = f"{root} (data.data_dir; looked for {builder.data_dir})"
+    if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+        how = (
+            f"set data.manual_dir to the directory holding its downloaded archives "
+            f"(see tfds.builder({name!r}).MANUAL_DOWNLOAD_INSTRUCTIONS) and it is prepared on first use"
+        )
+    else:
+        how = f"prepare it where there is network (tfds build {name} --data_dir=DIR) and point data.data_dir at DIR"
+    return ConfigError(f"data.name={name} is not prepared in {where}; {how}")
+
+
+def open_source(builder, name: str, split: str, *, encoded_images: bool = False) -> Source:
+    """Random access to ``split``; with ``encoded_images`` the image bytes are left undecoded."""
+    import tensorflow_datasets as tfds
+
+    decoders = {"image": tfds.decode.SkipDecoding()} if encoded_images else None
     try:
-        source = builder.as_data_source(split=split)
-    except (KeyError, ValueError) as error:
+        return builder.as_data_source(split=split, decoders=decoders)
+    except (KeyError, ValueError, AssertionError) as error:
+        if not builder.info.splits:
+            raise not_prepared_error(builder, name) from None
         available = ", ".join(builder.info.splits)
         raise ConfigError(f"split {split!r} of {name} is not valid ({error}); splits: {available}") from None
-    examples = source.__getitems__(range(len(source)))
-    images = np.stack([example["image"] for example in examples]).astype(np.float32)
-    labels = np.asarray([example["label"] for example in examples], dtype=np.int32)
-    images = (images - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return ArraySplit(images=images, labels=labels)

@@ -1,0 +1,181 @@
+"""The train, validation and test splits of a run: which examples, and how they are read.
+
+Every split is random access: ``read(indices, rng)`` returns raw images (at
+the configured ``image_shape``) and int32 labels for positions ``indices``;
+``rng`` is given in training (augment) and ``None`` in evaluation.
+
+* ``InMemorySplit``: small datasets (digits, MNIST, CIFAR) are decoded once
+  and kept in host memory as uint8; batches are gathered and augmented with
+  NumPy.
+* ``EncodedSplit``: large datasets (ImageNet) keep their images encoded on
+  disk; each batch's examples are read and decoded in a thread pool, cropped
+  to size (Inception crop in training, centre crop in evaluation).
+
+Where a dataset has no validation split, ``data.validation_holdout`` examples
+are held out of train with a fixed seed (big_vision's "minival"), the same for
+every run. ``data.train_examples`` trains on a seeded subset: the first N of a
+permutation, so subsets are nested across N for the same ``data.subset_seed``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+from typing import Any, Protocol
+
+import numpy as np
+
+from jaxclf.data.augment import Augmenter, evaluation_view
+from jaxclf.data.source import Source, open_builder, open_source
+from jaxclf.errors import ConfigError
+
+HOLDOUT_SEED = 0  # fixed: a dataset's minival is the same for every run
+ROLES = ("train", "validation", "test")
+
+
+class Split(Protocol):
+    source_indices: np.ndarray  # positions in the underlying TFDS split
+
+    def __len__(self) -> int: ...
+
+    def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class InMemorySplit:
+    """Decoded uint8 images and int32 labels in host memory."""
+
+    images: np.ndarray  # [N, H, W, C]
+    labels: np.ndarray  # [N]
+    augment: Augmenter | None = None
+    source_indices: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        images = self.images[indices]
+        if rng is not None and self.augment is not None and self.augment.active:
+            images = self.augment.batch(images, rng)
+        return images, self.labels[indices]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSplit:
+    """Encoded images read by index and decoded per batch, in parallel threads."""
+
+    source: Source  # records with undecoded "image" bytes
+    source_indices: np.ndarray
+    image_shape: tuple[int, int, int]
+    augment: Augmenter
+    workers: int = 4
+
+    def __len__(self) -> int:
+        return len(self.source_indices)
+
+    def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        positions = self.source_indices[indices]
+        # One generator per example, drawn from the batch's: threads never share one.
+        seeds = rng.integers(0, 2**63, size=len(positions)) if rng is not None else [None] * len(positions)
+        with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxclf-decode") as pool:
+            examples = list(pool.map(self._example, positions, seeds))
+        return np.stack([image for image, _ in examples]), np.asarray([label for _, label in examples], np.int32)
+
+    def _example(self, position: int, seed: int | None) -> tuple[np.ndarray, int]:
+        record = self.source[int(position)]
+        size, channels = self.image_shape[:2], self.image_shape[2]
+        if seed is None:
+            image = evaluation_view(record["image"], size, channels)
+        else:
+            image = self.augment.encoded(record["image"], np.random.default_rng(seed), size, channels)
+        return image, int(record["label"])
+
+
+def synthetic_split(
+    num_examples: int, image_shape: tuple[int, ...], num_classes: int, seed: int, augment: Augmenter | None = None
+) -> InMemorySplit:
+    """``num_examples`` uniform random uint8 images with uniform labels, fixed by ``seed``
+    (``data=synthetic``: benchmarks and smoke tests without a dataset)."""
+    rng = np.random.default_rng([seed, num_examples])
+    images = rng.integers(0, 256, size=(num_examples, *image_shape), dtype=np.uint8)
+    labels = rng.integers(0, num_classes, size=num_examples, dtype=np.int32)
+    return InMemorySplit(images, labels, augment, np.arange(num_examples))
+
+
+def read_in_memory(source: Source, positions: np.ndarray, image_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Decodes the examples at ``positions`` into arrays."""
+    images = np.empty((len(positions), *image_shape), np.uint8)
+    labels = np.empty(len(positions), np.int32)
+    for row, position in enumerate(positions):
+        example = source[int(position)]
+        images[row] = np.asarray(example["image"]).reshape(image_shape)
+        labels[row] = example["label"]
+    return images, labels
+
+
+def holdout(num_examples: int, num_held_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(kept, held_out)`` positions: a fixed-seed random ``num_held_out`` of ``num_examples``."""
+    if not 0 < num_held_out < num_examples:
+        raise ConfigError(
+            f"data.validation_holdout={num_held_out} is not valid; it must be between 1 and "
+            f"{num_examples - 1} (the training split has {num_examples} examples)"
+        )
+    permutation = np.random.default_rng(HOLDOUT_SEED).permutation(num_examples)
+    return np.sort(permutation[num_held_out:]), np.sort(permutation[:num_held_out])
+
+
+def subset(positions: np.ndarray, num_examples: int, seed: int) -> np.ndarray:
+    """The first ``num_examples`` of a seeded permutation of ``positions`` (nested across sizes)."""
+    if not 0 < num_examples <= len(positions):
+        raise ConfigError(
+            f"data.train_examples={num_examples} is not valid; it must be between 1 and the "
+            f"training split's {len(positions)} examples"
+        )
+    return np.sort(positions[np.random.default_rng(seed).permutation(len(positions))[:num_examples]])
+
+
+def build_splits(data: Any, augment: Augmenter) -> dict[str, Split]:
+    """The run's three splits from the ``data`` config."""
+    image_shape = tuple(data.image_shape)
+    if data.name == "synthetic":
+        return {
+            role: synthetic_split(
+                data.synthetic_examples[role], image_shape, data.num_classes, seed=index, augment=augment if role == "train" else None
+            )
+            for index, role in enumerate(ROLES)
+        }
+    if (data.splits.validation is None) == (data.validation_holdout == 0):
+        raise ConfigError(
+            f"data.splits.validation={data.splits.validation} and data.validation_holdout={data.validation_holdout}: "
+            "set exactly one (a validation split, or examples to hold out of train)"
+        )
+    builder = open_builder(data.name, data_dir=data.data_dir, manual_dir=data.manual_dir, builder_module=data.builder_module)
+    encoded = not data.in_memory
+
+    def source(split: str) -> Source:
+        return open_source(builder, data.name, split, encoded_images=encoded)
+
+    train_source = source(data.splits.train)
+    train_positions = np.arange(len(train_source))
+    roles: dict[str, tuple[Source, np.ndarray]] = {}
+    if data.validation_holdout:
+        train_positions, validation_positions = holdout(len(train_source), data.validation_holdout)
+        roles["validation"] = (train_source, validation_positions)
+    else:
+        validation_source = source(data.splits.validation)
+        roles["validation"] = (validation_source, np.arange(len(validation_source)))
+    if data.train_examples is not None:
+        train_positions = subset(train_positions, data.train_examples, data.subset_seed)
+    roles["train"] = (train_source, train_positions)
+    test_source = source(data.splits.test)
+    roles["test"] = (test_source, np.arange(len(test_source)))
+
+    splits: dict[str, Split] = {}
+    for role in ROLES:
+        role_source, positions = roles[role]
+        if encoded:
+            splits[role] = EncodedSplit(role_source, positions, image_shape, augment, data.workers)
+        else:
+            images, labels = read_in_memory(role_source, positions, image_shape)
+            splits[role] = InMemorySplit(images, labels, augment if role == "train" else None, positions)
+    return splits

@@ -1,0 +1,151 @@
+"""Every catalog data config, read through the real TFDS builders with
+``tfds.testing.mock_data`` (random examples, no files), and the split logic:
+minival hold-out, nested training subsets, encoded images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from jaxclf import hardware as hardware_lib
+from jaxclf.data.augment import Augmenter, inception_crop, resize_and_centre_crop
+from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
+from jaxclf.data.splits import EncodedSplit, InMemorySplit, build_splits, holdout, subset
+from jaxclf.errors import ConfigError
+
+MOCK_EXAMPLES = 40
+HELD_OUT = 8
+
+
+@pytest.fixture(scope="module")
+def hardware():
+    return hardware_lib.setup("cpu", "float32", distributed=False)
+
+
+def _mock_splits(compose, name: str, *overrides: str):
+    cfg = compose([f"data={name}", f"data.validation_holdout={HELD_OUT}", "data.batch_size=8", *overrides])
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+        return cfg, build_splits(cfg.data, Augmenter(**cfg.data.augment))
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012"])
+def test_catalog_configs_read_normalised_batches_of_the_configured_shape(compose, hardware, name):
+    cfg, splits = _mock_splits(compose, name)
+    data = cfg.data
+    # No validation split in the catalog: a hold-out of train, disjoint from what is trained on.
+    assert (len(splits["train"]), len(splits["validation"]), len(splits["test"])) == (
+        MOCK_EXAMPLES - HELD_OUT,
+        HELD_OUT,
+        MOCK_EXAMPLES,
+    )
+    assert not set(splits["train"].source_indices) & set(splits["validation"].source_indices)
+    assert isinstance(splits["train"], EncodedSplit if name == "imagenet2012" else InMemorySplit)
+
+    normalize = Normalizer(data.mean, data.std)
+    lowest, highest = normalize(np.zeros(1, np.uint8)), normalize(np.full(1, 255, np.uint8))
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+        loader = TrainLoader(splits["train"], 8, seed=0, hardware=hardware, normalize=normalize)
+        train = loader.batches(0, 2)
+        loader.close()
+        evaluation = next(eval_batches(splits["test"], 8, hardware, normalize))
+    for batch, leading in ((train, (2, 8)), (evaluation, (8,))):
+        images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
+        assert images.shape == (*leading, *data.image_shape) and images.dtype == np.float32
+        assert np.all(images >= lowest.min() - 1e-5) and np.all(images <= highest.max() + 1e-5)
+        assert images.std() > 0.1  # not constant
+        assert labels.dtype == np.int32 and labels.min() >= 0 and labels.max() < data.num_classes
+
+
+def test_production_holdouts_are_disjoint_fixed_and_sized():
+    kept, held = holdout(60_000, 5_000)  # MNIST's train
+    assert len(kept) == 55_000 and len(held) == 5_000
+    assert not set(kept.tolist()) & set(held.tolist())
+    np.testing.assert_array_equal(holdout(60_000, 5_000)[1], held)  # the same for every run
+    with pytest.raises(ConfigError, match="data.validation_holdout=60000 is not valid"):
+        holdout(60_000, 60_000)
+
+
+def test_training_subsets_are_nested_across_sizes_and_seeded(compose, data_dir):
+    def positions(examples: int, seed: int) -> set[int]:
+        cfg = compose([f"data.data_dir={data_dir}", f"data.train_examples={examples}", f"seed={seed}"])
+        splits = build_splits(cfg.data, Augmenter())
+        assert len(splits["validation"]) == 200 and len(splits["test"]) == 297  # evaluation stays whole
+        return set(splits["train"].source_indices.tolist())
+
+    small, large = positions(100, 0), positions(400, 0)
+    assert len(small) == 100 and small < large
+    assert positions(100, 1) != small
+    with pytest.raises(ConfigError, match="data.train_examples=1301 is not valid; .* 1300 examples"):
+        subset(np.arange(1300), 1301, seed=0)
+
+
+def test_validation_split_and_holdout_are_exclusive(compose, data_dir):
+    cfg = compose([f"data.data_dir={data_dir}", "data.validation_holdout=100"])
+    with pytest.raises(ConfigError, match="set exactly one"):
+        build_splits(cfg.data, Augmenter())
+
+
+def test_synthetic_data_has_any_shape_and_class_count(compose):
+    cfg = compose(["data=synthetic", "data.image_shape=[12,10,2]", "data.num_classes=7", "data.synthetic_examples.train=50"])
+    splits = build_splits(cfg.data, Augmenter())
+    images, labels = splits["train"].read(np.arange(50))
+    assert images.shape == (50, 12, 10, 2) and images.dtype == np.uint8
+    assert set(labels.tolist()) <= set(range(7)) and len(set(labels.tolist())) > 3
+    again, _ = build_splits(cfg.data, Augmenter())["train"].read(np.arange(50))
+    np.testing.assert_array_equal(images, again)  # fixed, not drawn per run
+
+
+def test_inception_crop_covers_the_configured_area_and_aspect():
+    from PIL import Image
+
+    image = Image.fromarray(np.arange(300 * 200 * 3, dtype=np.uint32).astype(np.uint8).reshape(200, 300, 3))
+    rng = np.random.default_rng(0)
+    boxes = []
+    original_resize = Image.Image.resize
+
+    def recording_resize(self, size, resample=None, box=None, **kwargs):
+        boxes.append(box)
+        return original_resize(self, size, resample, box, **kwargs)
+
+    Image.Image.resize = recording_resize
+    try:
+        crops = [inception_crop(image, rng, (24, 32)) for _ in range(300)]
+    finally:
+        Image.Image.resize = original_resize
+    assert all(crop.size == (32, 24) for crop in crops)
+    areas = np.array([(r - l) * (b - t) / (300 * 200) for l, t, r, b in boxes])
+    aspects = np.array([(r - l) / (b - t) for l, t, r, b in boxes])
+    assert areas.min() >= 0.07 and areas.max() <= 1.0 and areas.min() < 0.2 and areas.max() > 0.8
+    assert aspects.min() >= 0.74 and aspects.max() <= 1.34
+
+
+def test_evaluation_view_is_the_centre_crop_of_the_resized_image():
+    from PIL import Image
+
+    gradient = np.tile((np.arange(512) // 2).astype(np.uint8)[None, :, None], (256, 1, 3))  # 512 wide, 256 high
+    crop = np.asarray(resize_and_centre_crop(Image.fromarray(gradient), (224, 224)))
+    assert crop.shape == (224, 224, 3)
+    # Resized to 512x256 (shorter side 256 = 224 / 0.875): the centre 224 columns are 144..367 of the original.
+    np.testing.assert_allclose(crop[0, [0, -1], 0], [144 // 2, 367 // 2], atol=1)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (("data=mnist",), "data.name=mnist is not prepared in {data_dir} (data.data_dir; looked for {data_dir}/mnist/"),
+        (("data=cifar10", "data.data_dir={empty}"), "data.name=cifar10 is not prepared in {empty} (data.data_dir"),
+        (("data=imagenet2012",), "data.name=imagenet2012 is not prepared in {data_dir} (data.data_dir; looked for"),
+        (("data=imagenet2012", "data.manual_dir={empty}"), "data.manual_dir={empty} is empty or missing"),
+        (("data=imagenet2012", "data.manual_dir={empty}/absent"), "data.manual_dir={empty}/absent is empty or missing"),
+    ],
+    ids=["missing", "empty_data_dir", "imagenet_without_manual_dir", "empty_manual_dir", "absent_manual_dir"],
+)
+def test_data_that_is_not_there_is_a_config_error_saying_how_to_prepare_it(compose, data_dir, tmp_path, overrides, message):
+    names = {"data_dir": data_dir, "empty": str(tmp_path)}
+    cfg = compose([f"data.data_dir={data_dir}", *(override.format(**names) for override in overrides)])
+    with pytest.raises(ConfigError) as error:
+        build_splits(cfg.data, Augmenter())
+    assert message.format(**names) in str(error.value) and "\n" not in str(error.value)
+    hint = "data.manual_dir" if cfg.data.name == "imagenet2012" else "tfds build"
+    assert hint in str(error.value)
