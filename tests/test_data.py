@@ -71,22 +71,22 @@ def _toy_split(n: int) -> InMemorySplit:
 
 def test_train_batches_are_deterministic_epochs_without_replacement(hardware):
     split = _toy_split(100)
-    loader = TrainLoader(split, batch_size=32, seed=3, hardware=hardware, normalize=IDENTITY)
+    loader = TrainLoader(split, batch_size=32, seed=3, hardware=hardware)
     assert loader.steps_per_epoch == 3  # the incomplete 4th batch is dropped
     epoch0 = np.concatenate([loader.indices(step) for step in range(3)])
     assert len(set(epoch0.tolist())) == 96  # no example twice within an epoch
     assert not np.array_equal(loader.indices(0), loader.indices(3))  # reshuffled next epoch
-    again = TrainLoader(split, batch_size=32, seed=3, hardware=hardware, normalize=IDENTITY)
+    again = TrainLoader(split, batch_size=32, seed=3, hardware=hardware)
     np.testing.assert_array_equal(again.indices(7), loader.indices(7))
-    other_seed = TrainLoader(split, batch_size=32, seed=4, hardware=hardware, normalize=IDENTITY)
+    other_seed = TrainLoader(split, batch_size=32, seed=4, hardware=hardware)
     assert not np.array_equal(other_seed.indices(0), loader.indices(0))
 
 
 def test_restart_at_step_k_yields_the_same_batches(hardware):
     split = _toy_split(100)
-    uninterrupted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware, normalize=IDENTITY)
+    uninterrupted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware)
     stream = [np.asarray(uninterrupted.batches(step, 1)["image"]) for step in range(20)]
-    restarted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware, normalize=IDENTITY)  # fresh process state
+    restarted = TrainLoader(split, batch_size=16, seed=0, hardware=hardware)  # fresh process state
     stacked = restarted.batches(13, 7)  # steps 13..19 in one fused call
     np.testing.assert_array_equal(np.asarray(stacked["image"]), np.concatenate(stream[13:20]))
     labels = np.asarray(stacked["label"][2])
@@ -94,7 +94,7 @@ def test_restart_at_step_k_yields_the_same_batches(hardware):
 
 
 def test_batches_are_global_arrays_sharded_on_the_data_axis(hardware):
-    loader = TrainLoader(_toy_split(64), batch_size=16, seed=0, hardware=hardware, normalize=IDENTITY)
+    loader = TrainLoader(_toy_split(64), batch_size=16, seed=0, hardware=hardware)
     batch = loader.batches(0, 4)
     assert batch["image"].shape == (4, 16, 2, 2, 1) and batch["label"].shape == (4, 16)
     assert batch["image"].sharding.spec == jax.sharding.PartitionSpec(None, hardware_lib.DATA_AXIS)
@@ -105,7 +105,7 @@ def test_batches_are_global_arrays_sharded_on_the_data_axis(hardware):
 def test_eval_batches_cover_every_example_exactly_once(hardware, batch_size):
     split = _toy_split(200)
     seen = []
-    for batch in eval_batches(split, batch_size, hardware, IDENTITY):
+    for batch in eval_batches(split, batch_size, hardware):
         assert batch["image"].shape[0] == batch_size  # padded, never a ragged remainder
         mask = np.asarray(batch["mask"])
         seen.extend(np.asarray(batch["image"])[mask, 0, 0, 0].astype(int).tolist())
@@ -114,9 +114,9 @@ def test_eval_batches_cover_every_example_exactly_once(hardware, batch_size):
 
 def test_bad_batch_sizes(hardware):
     with pytest.raises(ConfigError, match="data.batch_size=0"):
-        TrainLoader(_toy_split(10), batch_size=0, seed=0, hardware=hardware, normalize=IDENTITY)
+        TrainLoader(_toy_split(10), batch_size=0, seed=0, hardware=hardware)
     with pytest.raises(ConfigError, match="data.batch_size=11 is larger than the training split"):
-        TrainLoader(_toy_split(10), batch_size=11, seed=0, hardware=hardware, normalize=IDENTITY)
+        TrainLoader(_toy_split(10), batch_size=11, seed=0, hardware=hardware)
 
 
 def test_random_crop_shifts_each_image_and_pads_with_the_fill_value():
@@ -152,11 +152,11 @@ def test_augmented_batches_depend_on_the_step_only(hardware):
     images = np.random.default_rng(0).integers(0, 256, size=(64, 6, 6, 3), dtype=np.uint8)
     augment = Augmenter(crop_padding=2, horizontal_flip=True, randaugment_layers=2)
     split = InMemorySplit(images=images, labels=np.zeros(64, np.int32), augment=augment)
-    loader = TrainLoader(split, batch_size=8, seed=5, hardware=hardware, normalize=IDENTITY)
+    loader = TrainLoader(split, batch_size=8, seed=5, hardware=hardware)
     fused = np.asarray(loader.batches(3, 4)["image"])
-    restarted = TrainLoader(split, batch_size=8, seed=5, hardware=hardware, normalize=IDENTITY)
+    restarted = TrainLoader(split, batch_size=8, seed=5, hardware=hardware)
     one_by_one = np.stack([np.asarray(restarted.batches(step, 1)["image"][0]) for step in (6, 4, 3, 5)])
     np.testing.assert_array_equal(fused, one_by_one[[2, 1, 3, 0]])
     plain_split = InMemorySplit(images=images, labels=split.labels)
-    plain = np.asarray(TrainLoader(plain_split, batch_size=8, seed=5, hardware=hardware, normalize=IDENTITY).batches(3, 4)["image"])
+    plain = np.asarray(TrainLoader(plain_split, batch_size=8, seed=5, hardware=hardware).batches(3, 4)["image"])
     assert not np.array_equal(fused, plain)

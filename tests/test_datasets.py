@@ -45,12 +45,13 @@ def test_catalog_configs_read_normalised_batches_of_the_configured_shape(compose
     normalize = Normalizer(data.mean, data.std)
     lowest, highest = normalize(np.zeros(1, np.uint8)), normalize(np.full(1, 255, np.uint8))
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-        loader = TrainLoader(splits["train"], 8, seed=0, hardware=hardware, normalize=normalize)
+        loader = TrainLoader(splits["train"], 8, seed=0, hardware=hardware)
         train = loader.batches(0, 2)
         loader.close()
-        evaluation = next(eval_batches(splits["test"], 8, hardware, normalize))
+        evaluation = next(eval_batches(splits["test"], 8, hardware))
     for batch, leading in ((train, (2, 8)), (evaluation, (8,))):
-        images, labels = np.asarray(batch["image"]), np.asarray(batch["label"])
+        assert batch["image"].dtype == np.uint8  # raw pixels travel; the Trainer normalises on device
+        images, labels = np.asarray(normalize(batch["image"])), np.asarray(batch["label"])
         assert images.shape == (*leading, *data.image_shape) and images.dtype == np.float32
         assert np.all(images >= lowest.min() - 1e-5) and np.all(images <= highest.max() + 1e-5)
         assert images.std() > 0.1  # not constant

@@ -260,3 +260,36 @@ def test_a_teacher_of_other_classes_is_refused(finished_run):
 
     with pytest.raises(ConfigError, match="trained on 10 classes of \\[8, 8, 1\\] images; this run needs 2 classes"):
         distillation_from_run(str(finished_run), temperature=4.0, alpha=0.5, num_classes=2, image_shape=[8, 8, 1])
+
+
+@pytest.mark.slow
+def test_an_imagenet_sized_vit_trains_on_synthetic_data(tmp_path):
+    result = run_launch(
+        f"hydra.run.dir={tmp_path}",
+        "data=synthetic",
+        "model=vit_ti16",
+        "trainer.max_steps=2",
+        "trainer.steps_per_call=1",
+        "trainer.progress_bar=false",
+        "trainer.reliability_diagrams=false",
+        "data.batch_size=2",
+        "data.synthetic_examples.train=8",
+        "data.synthetic_examples.validation=4",
+        "data.synthetic_examples.test=4",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["num_params"] == 5_717_416
+    assert summary["test"]["loss"] > 0
+
+
+def test_describe_prints_parameters_and_flops_without_data(tmp_path):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    result = run_launch(f"hydra.run.dir={tmp_path / 'run'}", "model=vit_s16", "data=imagenet2012", "mode=describe", f"data.data_dir={empty}")
+    assert result.returncode == 0, result.stderr
+    assert "Total: 22,050,664" in result.stdout and "backbone/block_11/mlp/fc2/kernel" in result.stdout
+    # ViT-S/16 at 224: 4.6 GMACs per image (timm) -> 9.2 GFLOPs.
+    gflops = float(result.stdout.split("parameters; ")[1].split(" GFLOPs")[0])
+    assert 9.0 < gflops < 9.5
+    assert not any(empty.iterdir())  # nothing read or prepared

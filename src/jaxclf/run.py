@@ -59,12 +59,15 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
     model = instantiate(cfg.model)
     abstract_variables(model, tuple(data.image_shape))  # a model that cannot take the images fails here
 
+    channels = data.image_shape[-1]
+    for key in ("mean", "std"):
+        if len(data[key]) != channels:
+            raise ConfigError(f"data.{key}={list(data[key])} is not valid; it needs one value per channel ({channels})")
+    if min(data.std) <= 0:
+        raise ConfigError(f"data.std={list(data.std)} is not valid; every value must be positive")
     augment = Augmenter(**data.augment)
     splits = build_splits(data, augment)
-    normalize = Normalizer(data.mean, data.std)
-    train_loader = TrainLoader(
-        splits.pop("train"), data.batch_size, cfg.seed, hardware, normalize, prefetch=data.prefetch, workers=data.workers
-    )
+    train_loader = TrainLoader(splits.pop("train"), data.batch_size, cfg.seed, hardware, data.prefetch, data.workers)
 
     return Trainer(
         model=model,
@@ -75,6 +78,7 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
         train_loader=train_loader,
         eval_splits=splits,
         image_shape=tuple(data.image_shape),
+        normalize=Normalizer(data.mean, data.std),
         eval_batch_size=data.eval_batch_size or data.batch_size,
         workdir=workdir,
         seed=cfg.seed,

@@ -16,7 +16,7 @@ from clu import metric_writers
 from jaxclf.callbacks import Callback, PeriodicCheckpoint, PeriodicEvaluation, ProgressReporter, TrainMetricsLogger
 from jaxclf.calibration import reliability_diagram
 from jaxclf.checkpointing import CHECKPOINT_DIR, CheckpointStore, abstract_train_state
-from jaxclf.data.loader import TrainLoader, eval_batches
+from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
 from jaxclf.data.splits import Split
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware
@@ -49,6 +49,7 @@ class Trainer:
         train_loader: TrainLoader,
         eval_splits: Mapping[str, Split],
         image_shape: tuple[int, ...],
+        normalize: Normalizer,
         eval_batch_size: int,
         workdir: str,
         seed: int,
@@ -104,8 +105,16 @@ class Trainer:
         self._init = jax.jit(
             functools.partial(create_train_state, model, optimizer, self.image_shape), out_shardings=hardware.replicated
         )
-        self._train_steps = jax.jit(train_steps, donate_argnums=(0, 1))
-        self._eval_step = jax.jit(eval_step, donate_argnums=(1,))
+        self.normalize = normalize
+
+        def normalized(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+            return {**batch, "image": normalize(batch["image"])}
+
+        self._train_steps = jax.jit(
+            lambda state, metrics, batches, objective: train_steps(state, metrics, normalized(batches), objective),
+            donate_argnums=(0, 1),
+        )
+        self._eval_step = jax.jit(lambda state, metrics, batch: eval_step(state, metrics, normalized(batch)), donate_argnums=(1,))
         self._train_metrics = jax.device_put(TrainMetrics.empty(), hardware.replicated)
 
     @property
@@ -189,7 +198,7 @@ class Trainer:
         than 5 classes), expected calibration error, Brier score."""
         step = int(state.step) if step is None else step
         metrics = jax.device_put(EvalMetrics.empty(), self.hardware.replicated)
-        for batch in eval_batches(self.eval_splits[split], self.eval_batch_size, self.hardware, self.train_loader.normalize):
+        for batch in eval_batches(self.eval_splits[split], self.eval_batch_size, self.hardware):
             metrics = self._eval_step(state, metrics, batch)
         results = {name: float(value) for name, value in metrics.compute().items()}
         if self.num_classes <= 5:

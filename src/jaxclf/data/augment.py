@@ -41,7 +41,9 @@ def random_crop(images: np.ndarray, rng: np.random.Generator, padding: int, fill
 def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Mirrors a random half of the images left to right."""
     flip = rng.random(len(images)) < 0.5
-    return np.where(flip[:, None, None, None], images[:, :, ::-1], images)
+    images = images.copy()
+    images[flip] = images[flip, :, ::-1]
+    return images
 
 
 def decode_image(encoded: bytes, channels: int, draft_size: tuple[int, int] | None = None) -> Image.Image:

@@ -7,8 +7,10 @@ incomplete last batch of each epoch is dropped) at position
 ``(seed, s, process)``. A restart at step ``k`` therefore sees exactly the
 batches an uninterrupted run sees, with no work proportional to ``k``.
 
-Host work (gathering, decoding, augmenting, normalising) for the next
-``prefetch`` steps runs in background threads while the device trains.
+Host work (gathering, decoding, augmenting) for the next ``prefetch``
+calls' steps runs in background threads while the device trains. Batches carry raw
+pixels (uint8 for real data: a quarter of float32's bytes to move); the
+Trainer normalises them on device with a ``Normalizer``.
 
 Evaluation batches cover every example exactly once: the last batch is padded
 and a ``mask`` marks the real examples.
@@ -50,13 +52,13 @@ def _process_rows(batch_size: int) -> np.ndarray:
 
 
 class Normalizer:
-    """Raw pixels -> float32 ``(x - mean) / std``, per channel."""
+    """Raw pixels -> float32 ``(x - mean) / std``, per channel (NumPy or jax arrays)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         self.mean = np.asarray(mean, np.float32)
         self.scale = 1.0 / np.asarray(std, np.float32)
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images):
         return (images.astype(np.float32) - self.mean) * self.scale
 
 
@@ -69,7 +71,6 @@ class TrainLoader:
         batch_size: int,
         seed: int,
         hardware: Hardware,
-        normalize: Normalizer,
         prefetch: int = 2,
         workers: int = 2,
     ):
@@ -80,7 +81,6 @@ class TrainLoader:
         self.batch_size = batch_size
         self.seed = seed
         self.hardware = hardware
-        self.normalize = normalize
         self.steps_per_epoch = len(split) // batch_size
         self.prefetch = prefetch
         self._process_rows = _process_rows(batch_size)
@@ -98,11 +98,11 @@ class TrainLoader:
         return self._permutation(epoch)[start : start + self.batch_size]
 
     def host_batch(self, step: int) -> HostBatch:
-        """This process's rows of step ``step``'s batch: augmented, normalised NumPy arrays."""
+        """This process's rows of step ``step``'s batch: augmented raw images and labels."""
         rows = self.indices(step)[self._process_rows]
         rng = np.random.default_rng([self.seed, step, jax.process_index()])
         images, labels = self.split.read(rows, rng)
-        return {"image": self.normalize(images), "label": labels}
+        return {"image": images, "label": labels}
 
     def batches(self, first_step: int, num_steps: int) -> Batch:
         """Batches of steps ``first_step .. first_step + num_steps - 1``, stacked: ``[num_steps, B, ...]``;
@@ -128,7 +128,7 @@ class TrainLoader:
         self._pool.shutdown(wait=True)
 
 
-def eval_batches(split: Split, batch_size: int, hardware: Hardware, normalize: Normalizer) -> Iterator[Batch]:
+def eval_batches(split: Split, batch_size: int, hardware: Hardware) -> Iterator[Batch]:
     """Every example once, in order; the last batch is padded, ``mask`` is 1 on real rows.
     The next batch is read while the device evaluates this one."""
     _check_batch_size("data.eval_batch_size", batch_size, hardware)
@@ -139,7 +139,7 @@ def eval_batches(split: Split, batch_size: int, hardware: Hardware, normalize: N
         rows = start + process_rows
         mask = rows < len(split)
         images, labels = split.read(np.where(mask, rows, 0))
-        return {"image": normalize(images), "label": labels, "mask": mask}
+        return {"image": images, "label": labels, "mask": mask}
 
     starts = range(0, len(split), batch_size)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxclf-eval") as pool:
