@@ -160,3 +160,19 @@ def test_augmented_batches_depend_on_the_step_only(hardware):
     plain_split = InMemorySplit(images=images, labels=split.labels)
     plain = np.asarray(TrainLoader(plain_split, batch_size=8, seed=5, hardware=hardware).batches(3, 4)["image"])
     assert not np.array_equal(fused, plain)
+
+
+class _CountingSplit(InMemorySplit):
+    """Counts the examples read."""
+
+    def read(self, indices, rng=None):
+        object.__setattr__(self, "examples_read", getattr(self, "examples_read", 0) + len(indices))
+        return super().read(indices, rng)
+
+
+def test_restarting_late_reads_only_the_batches_it_needs(hardware):
+    split = _CountingSplit(images=np.zeros((100, 2, 2, 1), np.uint8), labels=np.zeros(100, np.int32))
+    loader = TrainLoader(split, batch_size=10, seed=0, hardware=hardware, prefetch=0)
+    loader.batches(1_000_000, 3)  # epoch 100,000: no replay of the epochs before it
+    loader.close()
+    assert split.examples_read == 30

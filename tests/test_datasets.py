@@ -4,6 +4,8 @@ minival hold-out, nested training subsets, encoded images."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -150,3 +152,21 @@ def test_data_that_is_not_there_is_a_config_error_saying_how_to_prepare_it(compo
     assert message.format(**names) in str(error.value) and "\n" not in str(error.value)
     hint = "data.manual_dir" if cfg.data.name == "imagenet2012" else "tfds build"
     assert hint in str(error.value)
+
+
+def test_encoded_batches_are_the_same_after_a_restart(compose, hardware):
+    _, splits = _mock_splits(compose, "imagenet2012", "data.image_shape=[32,32,3]", "data.workers=3")
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+        uninterrupted = TrainLoader(splits["train"], 8, seed=0, hardware=hardware)
+        steps_2_and_3 = np.asarray(uninterrupted.batches(2, 2)["image"])
+        uninterrupted.close()
+        restarted = TrainLoader(splits["train"], 8, seed=0, hardware=hardware)
+        step_3 = np.asarray(restarted.batches(3, 1)["image"])
+        restarted.close()
+    np.testing.assert_array_equal(steps_2_and_3[1], step_3[0])
+    assert not np.array_equal(steps_2_and_3[0], steps_2_and_3[1])
+
+
+def test_an_image_shape_that_does_not_match_the_dataset_is_a_config_error(compose):
+    with pytest.raises(ConfigError, match=re.escape("data.image_shape=[28, 28, 3] does not match the dataset's images [32, 32, 3]")):
+        _mock_splits(compose, "cifar10", "data.image_shape=[28,28,3]")

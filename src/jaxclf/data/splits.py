@@ -108,7 +108,13 @@ def read_in_memory(source: Source, positions: np.ndarray, image_shape: tuple[int
     labels = np.empty(len(positions), np.int32)
     for row, position in enumerate(positions):
         example = source[int(position)]
-        images[row] = np.asarray(example["image"]).reshape(image_shape)
+        image = np.asarray(example["image"])
+        if image.size != images[row].size:
+            raise ConfigError(
+                f"data.image_shape={list(image_shape)} does not match the dataset's images {list(image.shape)}; "
+                "set it to their shape, or data.in_memory=false to crop and resize them"
+            )
+        images[row] = image.reshape(image_shape)
         labels[row] = example["label"]
     return images, labels
 
