@@ -176,3 +176,22 @@ def test_restarting_late_reads_only_the_batches_it_needs(hardware):
     loader.batches(1_000_000, 3)  # epoch 100,000: no replay of the epochs before it
     loader.close()
     assert split.examples_read == 30
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_every_randaugment_operation_keeps_size_and_mode(mode):
+    from PIL import Image
+
+    from jaxclf.data.randaugment import OPS, rand_augment
+
+    rng = np.random.default_rng(0)
+    channels = 1 if mode == "L" else 3
+    image = Image.fromarray(rng.integers(0, 256, size=(12, 10, channels), dtype=np.uint8).squeeze())
+    for name, op in OPS.items():
+        out = op(image, 0.5, np.random.default_rng(1))
+        assert out.size == image.size and out.mode == mode, name
+    first = np.asarray(rand_augment(image, np.random.default_rng(3), num_layers=3, magnitude=9))
+    again = np.asarray(rand_augment(image, np.random.default_rng(3), num_layers=3, magnitude=9))
+    np.testing.assert_array_equal(first, again)  # the generator decides everything
+    assert np.array_equal(np.asarray(OPS["identity"](image, 1.0, rng)), np.asarray(image))
+    assert not np.array_equal(np.asarray(OPS["solarize"](image, 1.0, rng)), np.asarray(image))

@@ -100,7 +100,7 @@ class TrainLoader:
     def host_batch(self, step: int) -> HostBatch:
         """This process's rows of step ``step``'s batch: augmented raw images and labels."""
         rows = self.indices(step)[self._process_rows]
-        rng = np.random.default_rng([self.seed, step, jax.process_index()])
+        rng = np.random.default_rng([self.seed, step, jax.process_index()]) if self.split.augmented else None
         images, labels = self.split.read(rows, rng)
         return {"image": images, "label": labels}
 

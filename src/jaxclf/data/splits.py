@@ -36,6 +36,10 @@ ROLES = ("train", "validation", "test")
 class Split(Protocol):
     source_indices: np.ndarray  # positions in the underlying TFDS split
 
+    @property
+    def augmented(self) -> bool:
+        """Whether training reads draw randomness (else ``read`` ignores ``rng``)."""
+
     def __len__(self) -> int: ...
 
     def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]: ...
@@ -53,9 +57,13 @@ class InMemorySplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def augmented(self) -> bool:
+        return self.augment is not None and self.augment.active
+
     def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         images = self.images[indices]
-        if rng is not None and self.augment is not None and self.augment.active:
+        if rng is not None and self.augmented:
             images = self.augment.batch(images, rng)
         return images, self.labels[indices]
 
@@ -72,6 +80,10 @@ class EncodedSplit:
 
     def __len__(self) -> int:
         return len(self.source_indices)
+
+    @property
+    def augmented(self) -> bool:
+        return True  # a random crop at least
 
     def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         positions = self.source_indices[indices]
