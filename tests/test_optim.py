@@ -22,9 +22,19 @@ def test_schedule_matches_closed_form():
         np.testing.assert_allclose(schedule(step), expected, rtol=1e-5, atol=1e-8)
 
 
-def test_kernel_mask_spares_biases():
+def test_kernel_mask_spares_biases_norms_and_embeddings():
     params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
     assert optim.kernel_mask(params) == {"dense": {"kernel": True, "bias": False}}
+    vit_like = {
+        "patch": {"embedding": {"kernel": jnp.ones((2, 2, 1, 4)), "bias": jnp.ones(4)}, "class_token": jnp.ones((1, 1, 4))},
+        "position_embedding": jnp.ones((1, 5, 4)),
+        "norm": {"scale": jnp.ones(4), "bias": jnp.ones(4)},
+    }
+    assert optim.kernel_mask(vit_like) == {
+        "patch": {"embedding": {"kernel": True, "bias": False}, "class_token": False},
+        "position_embedding": False,
+        "norm": {"scale": False, "bias": False},
+    }
 
 
 @pytest.mark.parametrize("make", [optim.adamw, optim.sgd])

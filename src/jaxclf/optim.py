@@ -27,8 +27,15 @@ def warmup_cosine_schedule(learning_rate: float, warmup_steps: int, total_steps:
 
 
 def kernel_mask(params: optax.Params) -> optax.Params:
-    """True for parameters that weight decay should shrink (ndim > 1)."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    """True for the parameters weight decay should shrink: the ``kernel`` of every
+    dense and convolution layer. Biases, normalisation scales, position
+    embeddings and class tokens are spared (as timm and big_vision do)."""
+
+    def is_kernel(path, _) -> bool:
+        last = path[-1]
+        return getattr(last, "key", getattr(last, "name", None)) == "kernel"
+
+    return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
 def _clipped(tx: optax.GradientTransformation, grad_clip_norm: Optional[float]) -> optax.GradientTransformation:
