@@ -20,3 +20,22 @@ def test_overhead_benchmark_runs(data_dir):
     rows = [line for line in result.stdout.splitlines() if line.startswith(("bare loop", "Trainer"))]
     assert len(rows) == 3
     assert rows[0].split()[-1] == "1.000"  # the baseline's ratio to itself
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_models_benchmark_runs():
+    result = _run("bench/models.py", "--models", "vit", "--batch-sizes", "8", "--steps", "1", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    assert "SGEMM ceiling" in result.stdout
+    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["vit"]
+
+
+def test_input_benchmark_runs(data_dir):
+    result = _run(
+        "bench/input.py", "--calls", "1", "--steps-per-call", "1", "--batch-size", "16", "--imagenet-images", "16", "--data-dir", data_dir
+    )
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["digits", "cifar", "imagenet"]

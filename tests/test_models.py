@@ -138,7 +138,7 @@ def _vit(**overrides) -> ViT:
 )
 def test_evaluation_is_deterministic_and_training_is_not(model):
     images = jnp.asarray(np.random.default_rng(2).normal(size=(8, 8, 8, 1)), jnp.float32)
-    variables = init_variables(model, (8, 8, 1), jax.random.key(0))
+    variables = jax.jit(functools.partial(init_variables, model, (8, 8, 1)))(jax.random.key(0))
     evaluate = jax.jit(functools.partial(model.apply, train=False))
     first = evaluate(variables, images)
     second = evaluate(variables, images)
@@ -180,7 +180,7 @@ def test_batch_norm_uses_batch_statistics_in_training_and_updates_running_ones()
 @pytest.mark.parametrize("model", [_vit(), ResNet(num_classes=10, stage_sizes=(1,), stem="cifar", width=4)], ids=["vit", "resnet"])
 def test_bfloat16_compute_keeps_float32_parameters_and_logits(model):
     model = model.clone(dtype=jnp.bfloat16)
-    variables = init_variables(model, (8, 8, 1), jax.random.key(0))
+    variables = jax.jit(functools.partial(init_variables, model, (8, 8, 1)))(jax.random.key(0))
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
     logits = jax.jit(functools.partial(model.apply, train=False))(variables, jnp.ones((2, 8, 8, 1)))
     assert logits.dtype == jnp.float32 and logits.shape == (2, 10)
