@@ -45,6 +45,16 @@ def test_fused_steps_equal_single_steps(state_and_batches):
     np.testing.assert_allclose(fused_metrics.compute()["loss"], np.mean(losses), rtol=1e-5)
 
 
+def test_a_single_fused_step_is_one_train_step(state_and_batches):
+    state, batches = state_and_batches
+    objective = SoftmaxCrossEntropy()
+    one = jax.tree.map(lambda x: x[:1], batches)
+    fused, metrics = jax.jit(train_steps)(state, TrainMetrics.empty(), one, objective)
+    single, outputs = jax.jit(train_step)(state, jax.tree.map(lambda x: x[0], batches), objective)
+    jax.tree.map(np.testing.assert_array_equal, fused.params, single.params)
+    np.testing.assert_allclose(metrics.compute()["loss"], outputs["loss"], rtol=1e-6)
+
+
 def test_eval_step_ignores_padding(state_and_batches):
     state, batches = state_and_batches
     images, labels = batches["image"][0], batches["label"][0]

@@ -89,7 +89,13 @@ def train_steps(
     def body(state, batch):
         return train_step(state, batch, objective)
 
-    state, outputs = jax.lax.scan(body, state, batches)
+    if jax.tree.leaves(batches)[0].shape[0] == 1:
+        # No loop for one step: XLA:CPU runs convolutions inside a loop body
+        # several times slower (a ResNet-18 step: 11 s against 1.6 s).
+        state, outputs = body(state, jax.tree.map(lambda x: x[0], batches))
+        outputs = jax.tree.map(lambda x: x[None], outputs)
+    else:
+        state, outputs = jax.lax.scan(body, state, batches)
     return state, metrics.merge(
         TrainMetrics.single_from_model_output(
             loss=outputs["loss"], correct=outputs["correct"], learning_rate=current_learning_rate(state.opt_state)
