@@ -173,7 +173,10 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, data_dir):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 4000
     steps_logged = [step for step, _ in _scalars(tmp_path)["train/loss"]]
-    assert steps_logged[-1] == 4000 and steps_logged == sorted(set(steps_logged))
+    # Steps the killed run logged after its last checkpoint are logged again on
+    # resume (with the same values: the resumed run replays the same batches).
+    # (TensorBoard's reader keeps a sample of each tag's points.)
+    assert steps_logged[-1] == 4000 and steps_logged == sorted(steps_logged)
 
 
 @pytest.mark.parametrize(

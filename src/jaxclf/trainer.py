@@ -151,6 +151,10 @@ class Trainer:
         return self.checkpoints.restore(self._abstract_state(), latest)
 
     def save_checkpoint(self, step: int, state: TrainState) -> None:
+        """Saves ``state`` (in the background) after flushing the event files, so
+        that a run killed later still has its TensorBoard history up to here."""
+        if self._writer is not None:
+            self._writer.flush()
         self.checkpoints.save(step, state)
         for callback in self.callbacks:
             callback.on_checkpoint(self, step)
