@@ -23,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import jaxclf.config  # noqa: F401  (registers the schema)
+from jaxclf.describe import compiled_flops
 from jaxclf.train_state import create_train_state, train_step
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -59,8 +60,7 @@ def train_step_rate(model_name: str, batch_size: int, steps: int) -> dict[str, f
     }
     step = jax.jit(functools.partial(train_step, objective=objective), donate_argnums=0)
     compiled = step.lower(state, batch).compile()
-    analysis = compiled.cost_analysis()
-    flops = float((analysis[0] if isinstance(analysis, list) else analysis)["flops"])
+    flops = compiled_flops(compiled)
 
     state, _ = compiled(state, batch)  # warm-up
     jax.block_until_ready(state)

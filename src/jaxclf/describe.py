@@ -21,7 +21,11 @@ def forward_flops(model: nn.Module, variables: dict[str, Any], image_shape: tupl
     """FLOPs of one evaluation forward pass over ``batch_size`` images (XLA's count;
     a multiply-add is two)."""
     images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
-    compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images).compile()
+    return compiled_flops(jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images).compile())
+
+
+def compiled_flops(compiled: Any) -> float:
+    """FLOPs of a compiled JAX computation, from XLA's cost analysis (NaN if absent)."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, list):  # older JAX: one dict per device program
         analysis = analysis[0]
