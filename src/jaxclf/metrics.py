@@ -64,11 +64,17 @@ class CalibrationBins(metrics.Metric):
         return {"count": np.asarray(self.count), "confidence": np.asarray(self.confidence), "correct": np.asarray(self.correct)}
 
 
+def _of_applied_steps(name: str):
+    """An output's values over the steps whose update was applied (``finite``)."""
+    return lambda finite, **outputs: {"values": outputs[name], "mask": finite}
+
+
 @flax.struct.dataclass
 class TrainMetrics(metrics.Collection):
-    loss: metrics.Average.from_output("loss")  # mean of the steps' batch losses
-    accuracy: metrics.Average.from_output("correct")  # against the un-mixed labels
+    loss: metrics.Average.from_fun(_of_applied_steps("loss"))  # mean of the steps' batch losses
+    accuracy: metrics.Average.from_fun(_of_applied_steps("correct"))  # against the un-mixed labels
     learning_rate: metrics.LastValue.from_output("learning_rate")  # of the latest step
+    skipped_steps: metrics.LastValue.from_output("skipped_steps")  # updates skipped so far (non-finite values)
 
 
 @flax.struct.dataclass
@@ -84,3 +90,7 @@ class EvalMetrics(metrics.Collection):
     def num_examples(self) -> int:
         """How many (unmasked) examples were merged in."""
         return int(self.accuracy.count)
+
+
+# What an evaluation reports (``top5_accuracy`` only with more than 5 classes).
+VALIDATION_METRICS = ("accuracy", "loss", "nll", "ece", "brier", "top5_accuracy")
