@@ -1,6 +1,27 @@
-"""The one exception type that means "the user asked for something invalid"."""
+"""Exceptions that end a run with one line on stderr instead of a traceback."""
 
 
 class ConfigError(ValueError):
     """A bad configuration value; its message is one line naming the key, the
-    value, and what is valid. `launch.py` prints it without a traceback."""
+    value, and what is valid. ``launch.py`` prints it and exits with code 2."""
+
+
+class RunStopped(RuntimeError):
+    """Training stopped before ``max_steps`` with everything saved so far kept;
+    ``launch.py`` prints the message and exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class Preempted(RunStopped):
+    """SIGTERM or SIGINT: the current step finished and was checkpointed."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_code = 128 + signal_number  # the shell's code for death by that signal
+
+
+class NonFiniteError(RunStopped):
+    """A NaN or Inf in the loss or gradients with ``trainer.on_nonfinite=stop``."""
+
+    exit_code = 3

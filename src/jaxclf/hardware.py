@@ -54,7 +54,7 @@ def setup(platform: str, compute_dtype: str, distributed: bool) -> Hardware:
     if distributed and not jax.distributed.is_initialized():  # once per process, even in a multirun
         jax.distributed.initialize()
     try:
-        devices = jax.devices()
+        devices = jax.devices(platform)  # by name: a backend started earlier in this process may be another one
     except RuntimeError:
         raise ConfigError(
             f"hardware.platform={platform!r}: JAX finds no {platform} devices on this machine "
