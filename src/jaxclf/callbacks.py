@@ -16,13 +16,19 @@ Events (``step`` is the number of training steps completed):
   evaluation or checkpoint boundary;
 - ``on_eval_end(trainer, state, step, split, results)``;
 - ``on_checkpoint(trainer, step)``: a checkpoint of ``step`` was started;
-- ``on_fit_end(trainer, state)``: training reached ``max_steps``.
+- ``on_fit_end(trainer, state)``: training reached ``max_steps`` or was
+  asked to stop (``trainer.request_stop()``).
+
+A callback with state that must survive a resume returns it from
+``state_dict()`` (JSON-serialisable) and takes it back in
+``load_state_dict()``; every checkpoint saves it.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from clu import metric_writers, periodic_actions
 
@@ -34,21 +40,28 @@ if TYPE_CHECKING:
 class Callback:
     """Base class: override the events you need."""
 
-    def on_fit_start(self, trainer: "Trainer", state: "TrainState") -> None:
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         pass
 
-    def on_train_steps_end(self, trainer: "Trainer", state: "TrainState", step: int) -> None:
+    def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
         pass
 
     def on_eval_end(
-        self, trainer: "Trainer", state: "TrainState", step: int, split: str, results: Mapping[str, float]
+        self, trainer: Trainer, state: TrainState, step: int, split: str, results: Mapping[str, float]
     ) -> None:
         pass
 
-    def on_checkpoint(self, trainer: "Trainer", step: int) -> None:
+    def on_checkpoint(self, trainer: Trainer, step: int) -> None:
         pass
 
-    def on_fit_end(self, trainer: "Trainer", state: "TrainState") -> None:
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """State to save in checkpoints (None: nothing to save)."""
+        return None
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         pass
 
 
@@ -58,40 +71,40 @@ class _PeriodicCallback(Callback):
 
     def __init__(self, every_steps: int):
         self.every_steps = every_steps
-        self._action: Optional[periodic_actions.PeriodicCallback] = None
-        self._last_seen: Optional[int] = None
+        self._action: periodic_actions.PeriodicCallback | None = None
+        self._last_seen: int | None = None
 
-    def apply(self, trainer: "Trainer", state: "TrainState", step: int) -> None:
+    def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
         raise NotImplementedError
 
-    def on_fit_start(self, trainer: "Trainer", state: "TrainState") -> None:
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         self._action = periodic_actions.PeriodicCallback(
             every_steps=self.every_steps, callback_fn=self._apply_at, pass_step_and_time=False
         )
         self._last_seen = int(state.step)
 
-    def on_train_steps_end(self, trainer: "Trainer", state: "TrainState", step: int) -> None:
+    def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
         for passed in range(self._last_seen + 1, step):
             self._action(passed)  # never a trigger: calls end at boundaries
         self._action(step, trainer=trainer, state=state, completed_steps=step)
         self._last_seen = step
 
-    def _apply_at(self, trainer: "Trainer", state: "TrainState", completed_steps: int) -> None:
+    def _apply_at(self, trainer: Trainer, state: TrainState, completed_steps: int) -> None:
         self.apply(trainer, state, completed_steps)
 
 
 class TrainMetricsLogger(_PeriodicCallback):
     """Writes the training metrics accumulated since the last write: ``train/*``."""
 
-    def on_fit_start(self, trainer: "Trainer", state: "TrainState") -> None:
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         super().on_fit_start(trainer, state)
         self._written_at = self._last_seen
 
-    def apply(self, trainer: "Trainer", state: "TrainState", step: int) -> None:
+    def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
         trainer.write_train_metrics(step)
         self._written_at = step
 
-    def on_fit_end(self, trainer: "Trainer", state: "TrainState") -> None:
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         if self._last_seen > self._written_at:  # steps after the last full period
             self.apply(trainer, state, self._last_seen)
 
@@ -99,9 +112,10 @@ class TrainMetricsLogger(_PeriodicCallback):
 class PeriodicEvaluation(_PeriodicCallback):
     """Evaluates on the validation split every ``every_steps`` (``eval/*``).
 
-    The final step is left to the evaluation that follows training."""
+    The final step is left to the evaluation that follows training (or to
+    ``EarlyStopping``)."""
 
-    def apply(self, trainer: "Trainer", state: "TrainState", step: int) -> None:
+    def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
         if step < trainer.max_steps:
             trainer.evaluate(state, "validation", step=step)
 
@@ -109,13 +123,90 @@ class PeriodicEvaluation(_PeriodicCallback):
 class PeriodicCheckpoint(_PeriodicCallback):
     """Saves a checkpoint every ``every_steps`` and at the end of training."""
 
-    def apply(self, trainer: "Trainer", state: "TrainState", step: int) -> None:
+    def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
         trainer.save_checkpoint(step, state)
 
-    def on_fit_end(self, trainer: "Trainer", state: "TrainState") -> None:
-        if trainer.checkpoints.latest_step() != int(state.step):
-            trainer.save_checkpoint(int(state.step), state)
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
+        trainer.save_checkpoint(int(state.step), state)  # no-op if saved already
         trainer.checkpoints.wait_until_finished()
+
+
+METRIC_MODES = ("max", "min")
+
+
+class EarlyStopping(Callback):
+    """Stops training when the validation ``metric`` has not improved by more
+    than ``min_delta`` for ``patience`` evaluations in a row, and keeps the
+    checkpoint of the best evaluation so the final test uses it.
+
+    Its state (best value and step, evaluations without improvement, whether
+    it stopped) is saved in every checkpoint, so a resumed run carries on
+    counting where the interrupted one was."""
+
+    def __init__(self, metric: str, mode: str = "max", patience: int = 5, min_delta: float = 0.0):
+        from jaxclf.errors import ConfigError
+        from jaxclf.metrics import VALIDATION_METRICS
+
+        if metric not in VALIDATION_METRICS:
+            raise ConfigError(
+                f"trainer.early_stopping.metric={metric} is not valid; choose one of {', '.join(VALIDATION_METRICS)}"
+            )
+        if mode not in METRIC_MODES:
+            raise ConfigError(f"trainer.early_stopping.mode={mode} is not valid; choose max or min")
+        if patience < 1:
+            raise ConfigError(f"trainer.early_stopping.patience={patience} is not valid; it must be a positive integer")
+        if min_delta < 0:
+            raise ConfigError(f"trainer.early_stopping.min_delta={min_delta} is not valid; it must be non-negative")
+        self.metric, self.mode, self.patience, self.min_delta = metric, mode, patience, min_delta
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.evaluations_without_improvement = 0
+        self.stopped_at: int | None = None
+        self._last_evaluated: int | None = None
+        self._fitting = False
+
+    def _improves(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        if self.mode == "max":
+            return value > self.best_value + self.min_delta
+        return value < self.best_value - self.min_delta
+
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
+        self._fitting = True
+
+    def on_eval_end(self, trainer, state, step, split, results) -> None:
+        if not self._fitting or split != "validation" or self.stopped_at is not None:
+            return  # only evaluations during training count
+        self._last_evaluated = step
+        value = float(results[self.metric])
+        if self._improves(value):
+            self.best_value, self.best_step, self.evaluations_without_improvement = value, step, 0
+            trainer.save_checkpoint(step, state, metric=value)
+            return
+        self.evaluations_without_improvement += 1
+        if self.evaluations_without_improvement >= self.patience:
+            self.stopped_at = step
+            trainer.request_stop()
+
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
+        if self.stopped_at is None and self._last_evaluated != int(state.step):
+            trainer.evaluate(state, "validation")  # the final state competes too
+        self._fitting = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_value": self.best_value,
+            "best_step": self.best_step,
+            "evaluations_without_improvement": self.evaluations_without_improvement,
+            "stopped_at": self.stopped_at,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best_value = state["best_value"]
+        self.best_step = state["best_step"]
+        self.evaluations_without_improvement = state["evaluations_without_improvement"]
+        self.stopped_at = state["stopped_at"]
 
 
 class _PrefixedWriter(metric_writers.MetricWriter):
@@ -162,11 +253,11 @@ class ProgressReporter(Callback):
     def __init__(self, every_steps: int, progress_bar: bool = True):
         self.every_steps = every_steps
         self.progress_bar = progress_bar
-        self._report: Optional[periodic_actions.ReportProgress] = None
+        self._report: periodic_actions.ReportProgress | None = None
         self._bar = None
         self._last_seen = 0
 
-    def on_fit_start(self, trainer: "Trainer", state: "TrainState") -> None:
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         import jax
         from tqdm.auto import tqdm
 
@@ -186,7 +277,7 @@ class ProgressReporter(Callback):
             disable=not self.progress_bar or jax.process_index() > 0,
         )
 
-    def on_train_steps_end(self, trainer: "Trainer", state: "TrainState", step: int) -> None:
+    def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
         now = time.monotonic()
         for passed in range(self._last_seen + 1, step + 1):
             self._report(passed, now)
@@ -197,5 +288,5 @@ class ProgressReporter(Callback):
         if self._bar is not None:  # None when evaluating outside fit
             self._bar.set_postfix({f"{split}_accuracy": f"{results['accuracy']:.4f}"}, refresh=False)
 
-    def on_fit_end(self, trainer: "Trainer", state: "TrainState") -> None:
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         self._bar.close()

@@ -24,6 +24,17 @@ class Mode(enum.Enum):
 
 
 @dataclasses.dataclass
+class EarlyStoppingConfig:
+    """Stop when the validation ``metric`` has not improved by more than
+    ``min_delta`` for ``patience`` evaluations; test the best checkpoint."""
+
+    metric: Optional[str] = None  # accuracy | loss | nll | ece | brier | top5_accuracy; None: off
+    mode: str = "max"  # max: higher is better | min
+    patience: int = 5  # evaluations without improvement
+    min_delta: float = 0.0
+
+
+@dataclasses.dataclass
 class TrainerConfig:
     max_steps: int = 1000
     eval_every_steps: int = 200
@@ -36,6 +47,10 @@ class TrainerConfig:
     max_checkpoints_to_keep: int = 3
     progress_bar: bool = True
     reliability_diagrams: bool = True  # an image per evaluation in TensorBoard
+    # A NaN or Inf in the loss or gradients: the update is never applied; then
+    # stop the run (stop) or carry on, counting train/skipped_steps (skip).
+    on_nonfinite: str = "stop"
+    early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
     # name -> {_target_: ..., **kwargs}: extra jaxclf.callbacks.Callback objects.
     callbacks: dict[str, Any] = dataclasses.field(default_factory=dict)
 

@@ -22,7 +22,8 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import hardware as hardware_lib
-from jaxclf.checkpointing import SAVED_CONFIG
+from jaxclf.callbacks import EarlyStopping
+from jaxclf.checkpointing import CHECKPOINT_DIR, CheckpointStore
 from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import Normalizer, TrainLoader
 from jaxclf.data.splits import build_splits
@@ -68,6 +69,8 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
     augment = Augmenter(**data.augment)
     splits = build_splits(data, augment)
     train_loader = TrainLoader(splits.pop("train"), data.batch_size, cfg.seed, hardware, data.prefetch, data.workers)
+    stopping = cfg.trainer.early_stopping
+    early_stopping = EarlyStopping(stopping.metric, stopping.mode, stopping.patience, stopping.min_delta) if stopping.metric else None
 
     return Trainer(
         model=model,
@@ -93,25 +96,38 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
         reliability_diagrams=cfg.trainer.reliability_diagrams,
         callbacks=[instantiate(callback) for callback in cfg.trainer.callbacks.values()],
         hparams=flat_hparams(cfg),
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        on_nonfinite=cfg.trainer.on_nonfinite,
+        early_stopping=early_stopping,
     )
 
 
 def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     """Trains (resuming if ``workdir`` holds a checkpoint), then evaluates the
-    final model on validation and test and writes ``summary.json``."""
+    final model (the best one, with early stopping) on validation and test and
+    writes ``summary.json``. A finished run is left as it is."""
     start = time.monotonic()
     trainer = build_trainer(cfg, workdir)
     try:
         summary_path = os.path.join(workdir, SUMMARY_FILE)
-        latest = trainer.checkpoints.latest_step()
-        finished = os.path.exists(summary_path) and latest is not None and latest >= trainer.max_steps
-        if finished and trainer.resume:  # without resume, fit() refuses the directory
-            logger.info("%s already finished (step %d); its results are left as they are", workdir, latest)
+        state = trainer.initial_state()
+        if trainer.is_finished(state) and os.path.exists(summary_path):
+            logger.info("%s already finished (step %d); its results are left as they are", workdir, int(state.step))
             with open(summary_path) as file:
                 return json.load(file)
-        state = trainer.fit()
+        state = trainer.fit(state)
+        trained_steps = int(state.step)
+        state = trainer.best_state(state)
         summary: dict[str, Any] = {split: trainer.evaluate(state, split) for split in EVAL_SPLITS}
-        summary.update(steps=int(state.step), wall_time_s=time.monotonic() - start, num_params=count_params(state))
+        summary.update(
+            steps=trained_steps,
+            tested_step=int(state.step),
+            skipped_steps=int(state.skipped_steps),
+            wall_time_s=time.monotonic() - start,
+            num_params=count_params(state),
+        )
+        if trainer.early_stopping:
+            summary["early_stopping"] = trainer.early_stopping.state_dict()
         write_json_atomically(summary_path, summary)
     finally:
         trainer.close()
@@ -128,13 +144,10 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
 def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     """Evaluates the latest checkpoint in ``workdir`` on validation and test.
 
-    The run's own saved config (``.hydra/config.yaml``) decides the model and
-    data; ``hardware`` and ``data.data_dir`` come from the current config.
+    The config saved in the checkpoint decides the model and data;
+    ``hardware`` and ``data.data_dir`` come from the current config.
     """
-    saved_path = os.path.join(workdir, SAVED_CONFIG)
-    if not os.path.exists(saved_path):
-        raise ConfigError(f"hydra.run.dir={workdir} holds no finished run ({SAVED_CONFIG} is missing)")
-    run_cfg = OmegaConf.load(saved_path)
+    run_cfg = OmegaConf.create(saved_run_config(workdir))
     run_cfg.hardware = cfg.hardware
     run_cfg.data.data_dir = cfg.data.data_dir
     run_cfg.trainer.resume = True
@@ -148,6 +161,19 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
         trainer.close()
     logger.info("step %d: test accuracy %.4f, loss %.4f", results["steps"], results["test"]["accuracy"], results["test"]["loss"])
     return results
+
+
+def saved_run_config(workdir: str) -> dict[str, Any]:
+    """The config saved in the latest checkpoint of the run in ``workdir``."""
+    directory = os.path.join(workdir, CHECKPOINT_DIR)
+    store = CheckpointStore(directory, read_only=True) if os.path.isdir(directory) else None
+    try:
+        if store is None or store.latest_step() is None:
+            raise ConfigError(f"hydra.run.dir={workdir} holds no checkpoint to evaluate; train first (mode=fit)")
+        return store.restore_meta(store.latest_step())["config"]
+    finally:
+        if store is not None:
+            store.close()
 
 
 def describe(cfg: DictConfig) -> dict[str, Any]:

@@ -6,28 +6,43 @@ import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax
+import numpy as np
 import optax
 from clu import metric_writers
 
-from jaxclf.callbacks import Callback, PeriodicCheckpoint, PeriodicEvaluation, ProgressReporter, TrainMetricsLogger
 from jaxclf.calibration import reliability_diagram
-from jaxclf.checkpointing import CHECKPOINT_DIR, CheckpointStore, abstract_train_state
+from jaxclf.callbacks import (
+    Callback,
+    EarlyStopping,
+    PeriodicCheckpoint,
+    PeriodicEvaluation,
+    ProgressReporter,
+    TrainMetricsLogger,
+)
+from jaxclf.checkpointing import (
+    CHECKPOINT_DIR,
+    CheckpointStore,
+    abstract_train_state,
+    config_differences,
+)
 from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
 from jaxclf.data.splits import Split
-from jaxclf.errors import ConfigError
+from jaxclf.errors import ConfigError, NonFiniteError, Preempted
 from jaxclf.hardware import Hardware
 from jaxclf.metrics import EvalMetrics, TrainMetrics
 from jaxclf.objectives import Objective
+from jaxclf.preemption import PreemptionGuard
 from jaxclf.train_state import TrainState, create_train_state, eval_step, train_steps
 
 logger = logging.getLogger(__name__)
 
 # TensorBoard prefix for each evaluation split.
 SPLIT_PREFIX = {"validation": "eval", "test": "test"}
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 class Trainer:
@@ -35,7 +50,14 @@ class Trainer:
 
     Everything the run writes lands in ``workdir``: TensorBoard event files and
     ``checkpoints/``. With ``resume`` (the default) a ``workdir`` that already
-    holds a checkpoint continues from it.
+    holds a checkpoint continues from it exactly: the checkpoint holds the
+    state (parameters, optimizer, step, randomness), ``config`` and the
+    callbacks' state, and batches are addressed by step.
+
+    An update with a non-finite loss or gradient is never applied;
+    ``on_nonfinite`` says whether the run then stops (``stop``) or carries on
+    (``skip``, counted in ``train/skipped_steps``). SIGTERM or SIGINT during
+    ``fit`` saves the step in flight and raises ``Preempted``.
     """
 
     def __init__(
@@ -63,7 +85,10 @@ class Trainer:
         progress_bar: bool = True,
         reliability_diagrams: bool = True,
         callbacks: Sequence[Callback] = (),
-        hparams: Optional[Mapping[str, Any]] = None,
+        hparams: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        on_nonfinite: str = "stop",
+        early_stopping: EarlyStopping | None = None,
     ):
         for key, value in [
             ("trainer.max_steps", max_steps),
@@ -75,6 +100,8 @@ class Trainer:
         ]:
             if value <= 0:
                 raise ConfigError(f"{key}={value} is not valid; it must be a positive integer")
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ConfigError(f"trainer.on_nonfinite={on_nonfinite} is not valid; choose stop or skip")
         self.model = model
         self.optimizer = optimizer
         self.objective = jax.device_put(objective, hardware.replicated)
@@ -90,16 +117,25 @@ class Trainer:
         self.steps_per_call = steps_per_call
         self.resume = resume
         self.hparams = dict(hparams or {})
+        self.config = dict(config) if config is not None else None
+        self.on_nonfinite = on_nonfinite
+        self.early_stopping = early_stopping
         self._periods = (eval_every_steps, checkpoint_every_steps, log_every_steps)
         self.callbacks: list[Callback] = [
             TrainMetricsLogger(log_every_steps),
             ProgressReporter(log_every_steps, progress_bar),
             PeriodicEvaluation(eval_every_steps),
+            *([early_stopping] if early_stopping else []),  # before the final checkpoint: it may evaluate
             PeriodicCheckpoint(checkpoint_every_steps),
             *callbacks,
         ]
-        self.checkpoints = CheckpointStore(os.path.join(workdir, CHECKPOINT_DIR), max_checkpoints_to_keep)
-        self._writer: Optional[metric_writers.MetricWriter] = None
+        self.checkpoints = CheckpointStore(
+            os.path.join(workdir, CHECKPOINT_DIR),
+            max_checkpoints_to_keep,
+            best_mode=early_stopping.mode if early_stopping else None,
+        )
+        self._writer: metric_writers.MetricWriter | None = None
+        self._stop_requested = False
 
         self.image_shape = tuple(image_shape)
         self._init = jax.jit(
@@ -131,7 +167,8 @@ class Trainer:
         return abstract_train_state(self.model, self.optimizer, self.image_shape, self.hardware.replicated)
 
     def initial_state(self) -> TrainState:
-        """A fresh state, or the latest checkpoint's when resuming."""
+        """A fresh state, or the latest readable checkpoint's when resuming
+        (with the callbacks' state). Refuses a checkpoint of another config."""
         latest = self.checkpoints.latest_step()
         if latest is None:
             return self._init(jax.random.PRNGKey(self.seed))
@@ -140,24 +177,68 @@ class Trainer:
                 f"trainer.resume=false but {self.checkpoints.directory} already holds checkpoints "
                 f"(latest step {latest}); set trainer.resume=true to continue or choose another hydra.run.dir"
             )
-        logger.info("Resuming from the checkpoint of step %d in %s", latest, self.checkpoints.directory)
-        return self.checkpoints.restore(self._abstract_state(), latest)
+        restored = self.checkpoints.restore_latest_good(self._abstract_state(), check_meta=self._check_config)
+        if restored is None:
+            logger.warning("No readable checkpoint in %s: starting afresh", self.checkpoints.directory)
+            return self._init(jax.random.PRNGKey(self.seed))
+        state, meta = restored
+        callback_states = meta.get("callbacks", {})
+        for callback in self.callbacks:
+            if type(callback).__name__ in callback_states:
+                callback.load_state_dict(callback_states[type(callback).__name__])
+        logger.info("Resuming from the checkpoint of step %d in %s", int(state.step), self.checkpoints.directory)
+        return state
+
+    def _check_config(self, meta: Mapping[str, Any]) -> None:
+        """A run directory belongs to one config: resuming with another is refused."""
+        if self.config is None or "config" not in meta:
+            return
+        differences = config_differences(meta["config"], self.config)
+        if differences:
+            raise ConfigError(
+                f"{self.workdir} holds a run of another config; differing keys: {'; '.join(differences)} "
+                f"(only run length, logging, checkpointing and data location keys may change on resume); "
+                f"choose another hydra.run.dir"
+            )
 
     def restore_latest(self) -> TrainState:
-        """The latest checkpoint of this run (for ``mode=evaluate``)."""
-        latest = self.checkpoints.latest_step()
-        if latest is None:
+        """The latest readable checkpoint of this run (for ``mode=evaluate``)."""
+        if self.checkpoints.latest_step() is None:
             raise ConfigError(f"no checkpoint to evaluate in {self.checkpoints.directory}; train first (mode=fit)")
-        return self.checkpoints.restore(self._abstract_state(), latest)
+        restored = self.checkpoints.restore_latest_good(self._abstract_state())
+        if restored is None:
+            raise ConfigError(f"no readable checkpoint in {self.checkpoints.directory}")
+        return restored[0]
 
-    def save_checkpoint(self, step: int, state: TrainState) -> None:
-        """Saves ``state`` (in the background) after flushing the event files, so
-        that a run killed later still has its TensorBoard history up to here."""
+    def save_checkpoint(self, step: int, state: TrainState, metric: float | None = None) -> None:
+        """Saves ``state`` with the config and callback state (in the background)
+        after flushing the event files, so that a run killed later still has its
+        TensorBoard history up to here. A step already saved is left alone."""
         if self._writer is not None:
             self._writer.flush()
-        self.checkpoints.save(step, state)
-        for callback in self.callbacks:
-            callback.on_checkpoint(self, step)
+        callback_states = {type(cb).__name__: cb.state_dict() for cb in self.callbacks if cb.state_dict() is not None}
+        meta = {"config": self.config, "callbacks": callback_states}
+        if self.checkpoints.save(step, state, meta, metric=metric):
+            for callback in self.callbacks:
+                callback.on_checkpoint(self, step)
+
+    def request_stop(self) -> None:
+        """Ends ``fit`` after the current call (callbacks use this, e.g. early stopping)."""
+        self._stop_requested = True
+
+    def is_finished(self, state: TrainState) -> bool:
+        """Whether ``fit`` from ``state`` has nothing left to do."""
+        stopped_early = self.early_stopping is not None and self.early_stopping.stopped_at is not None
+        return int(state.step) >= self.max_steps or self._stop_requested or stopped_early
+
+    def best_state(self, state: TrainState) -> TrainState:
+        """With early stopping, the state of the best validation evaluation
+        (restored from its checkpoint); otherwise ``state``."""
+        best_step = self.early_stopping.best_step if self.early_stopping else None
+        if best_step is None or best_step == int(state.step):
+            return state
+        logger.info("Restoring the best checkpoint (step %d, validation %s %.4f)", best_step, self.early_stopping.metric, self.early_stopping.best_value)
+        return self.checkpoints.restore(self._abstract_state(), best_step)[0]
 
     # -- training -------------------------------------------------------------
 
@@ -167,25 +248,56 @@ class Trainer:
         boundary = min([self.max_steps] + [(step // period + 1) * period for period in self._periods])
         return min(self.steps_per_call, boundary - step)
 
-    def fit(self) -> TrainState:
-        """Trains from the initial (or resumed) state up to ``max_steps``."""
-        state = self.initial_state()
+    def fit(self, state: TrainState | None = None) -> TrainState:
+        """Trains from ``state`` (default: the initial or resumed state) up to
+        ``max_steps`` or until a callback requests a stop."""
+        state = self.initial_state() if state is None else state
         step = int(state.step)
         if step == 0 and self.hparams:
             self.writer.write_hparams(self.hparams)
         for callback in self.callbacks:
             callback.on_fit_start(self, state)
-        while step < self.max_steps:
-            num_steps = self._steps_in_next_call(step)
-            batches = self.train_loader.batches(step, num_steps)
-            state, self._train_metrics = self._train_steps(state, self._train_metrics, batches, self.objective)
-            step += num_steps
-            for callback in self.callbacks:
-                callback.on_train_steps_end(self, state, step)
+        with PreemptionGuard() as preemption:
+            while not self.is_finished(state):
+                num_steps = self._steps_in_next_call(step)
+                batches = self.train_loader.batches(step, num_steps)
+                state, self._train_metrics, finite = self._train_steps(state, self._train_metrics, batches, self.objective)
+                if self.on_nonfinite == "stop":
+                    self._stop_if_nonfinite(step, np.asarray(finite))
+                step += num_steps
+                for callback in self.callbacks:
+                    callback.on_train_steps_end(self, state, step)
+                if preemption.received is not None:
+                    self._save_and_stop(state, preemption.received)
         for callback in self.callbacks:
             callback.on_fit_end(self, state)
         self.writer.flush()
         return state
+
+    def _stop_if_nonfinite(self, first_step: int, finite: np.ndarray) -> None:
+        if finite.all():
+            return
+        bad_step = first_step + int(np.argmin(finite)) + 1
+        self.checkpoints.wait_until_finished()
+        if self._writer is not None:
+            self._writer.flush()
+        latest = self.checkpoints.latest_step()
+        last_good = f"step {latest} in {self.checkpoints.directory}" if latest is not None else "none (no checkpoint yet)"
+        raise NonFiniteError(
+            f"non-finite loss or gradients at step {bad_step} (the update was not applied); last good checkpoint: "
+            f"{last_good}; lower optim.learning_rate, set optim.grad_clip_norm, or set trainer.on_nonfinite=skip"
+        )
+
+    def _save_and_stop(self, state: TrainState, signal_received: Any) -> None:
+        step = int(state.step)
+        self.save_checkpoint(step, state)
+        self.checkpoints.wait_until_finished()
+        self.writer.flush()
+        raise Preempted(
+            f"{signal_received.name} received: stopped at step {step} of {self.max_steps} with a checkpoint in "
+            f"{self.checkpoints.directory}; run the same command again to resume",
+            int(signal_received),
+        )
 
     def write_train_metrics(self, step: int) -> dict[str, float]:
         """Writes (``train/*``) and resets the metrics accumulated since the last call."""
@@ -196,7 +308,7 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------
 
-    def evaluate(self, state: TrainState, split: str, step: Optional[int] = None) -> dict[str, float]:
+    def evaluate(self, state: TrainState, split: str, step: int | None = None) -> dict[str, float]:
         """Metrics of the predicted distribution over every example of ``split``:
         hard-label NLL (as ``loss`` and ``nll``), accuracy, top-5 accuracy (more
         than 5 classes), expected calibration error, Brier score."""
