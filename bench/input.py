@@ -93,11 +93,11 @@ def demand_images_per_sec(image_shape: tuple[int, ...], batch_size: int, steps_p
     normalize = Normalizer([127.5] * image_shape[-1], [64.0] * image_shape[-1])
     step = jax.jit(lambda s, m, b: train_steps(s, m, {**b, "image": normalize(b["image"])}, objective), donate_argnums=(0, 1))
     metrics = TrainMetrics.empty()
-    state, metrics = step(state, metrics, batches)
+    state, metrics, _ = step(state, metrics, batches)
     jax.block_until_ready(state)
     start = time.perf_counter()
     for _ in range(calls):
-        state, metrics = step(state, metrics, batches)
+        state, metrics, _ = step(state, metrics, batches)
     jax.block_until_ready(state)
     return calls * steps_per_call * batch_size / (time.perf_counter() - start)
 

@@ -34,7 +34,7 @@ from jaxclf.train_state import create_train_state, train_step
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-class _Stopwatch(Callback):
+class Stopwatch(Callback):
     """Times the steps after warm-up, waiting for the device at both ends."""
 
     def __init__(self, start_step: int, end_step: int):
@@ -60,7 +60,7 @@ def trainer_steps_per_sec(cfg, warmup: int, steps: int, steps_per_call: int) -> 
     cfg.trainer.progress_bar = False
     with tempfile.TemporaryDirectory() as workdir:
         trainer = build_trainer(cfg, workdir)
-        stopwatch = _Stopwatch(warmup, total)
+        stopwatch = Stopwatch(warmup, total)
         trainer.callbacks.append(stopwatch)
         trainer.fit()
         trainer.close()

@@ -1,13 +1,18 @@
-"""Shared fixtures: the digits dataset prepared once per session, config composition."""
+"""Shared fixtures and helpers: the digits prepared once per session, config
+composition, launching runs, and reading back what runs write."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from jaxclf.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -22,6 +27,25 @@ def data_dir(tmp_path_factory) -> str:
     for config in ("classes", "parity"):
         Digits(config=config, data_dir=str(directory), file_format="array_record").download_and_prepare()
     return str(directory)
+
+
+# A run of the default model small enough for end-to-end tests.
+TINY = (
+    "trainer.max_steps=60",
+    "trainer.eval_every_steps=20",
+    "trainer.checkpoint_every_steps=20",
+    "trainer.log_every_steps=20",
+    "trainer.progress_bar=false",
+)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, data_dir) -> Path:
+    """A finished TINY run of the default model; tests only read it (or copy it)."""
+    run_dir = tmp_path_factory.mktemp("run")
+    result = run_launch(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY)
+    assert result.returncode == 0, result.stderr
+    return run_dir
 
 
 @pytest.fixture
@@ -53,3 +77,75 @@ def run_launch(*overrides: str, env_extra: dict | None = None, timeout: int = 30
         text=True,
         timeout=timeout,
     )
+
+
+def launch_in_process(*overrides: str) -> tuple[int, str]:
+    """Runs ``launch.py`` in this process, as ``python launch.py *overrides``
+    would (Hydra's composition and error reporting included); returns its exit
+    code and what it wrote to stderr. Much faster than a subprocess.
+
+    Hydra's logging setup is switched off (it would replace pytest's log
+    capture); the run's log records reach pytest's ``caplog``."""
+    import contextlib
+    import io
+    import runpy
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    argv, stderr = sys.argv, io.StringIO()
+    sys.argv = [str(ROOT / "launch.py"), "hydra/job_logging=none", "hydra/hydra_logging=none", *overrides]
+    try:
+        with contextlib.redirect_stderr(stderr):
+            runpy.run_path(str(ROOT / "launch.py"), run_name="__main__")
+    except SystemExit as exit_:
+        return (exit_.code if isinstance(exit_.code, int) else 1), stderr.getvalue()
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()
+    return 0, stderr.getvalue()
+
+
+def tensorboard_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the run directory's event files, via TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.util import tensor_util
+
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(run_dir))
+    multiplexer.Reload()
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for run, tags in multiplexer.Runs().items():
+        for tag in tags["tensors"]:
+            for event in multiplexer.Tensors(run, tag):
+                value = tensor_util.make_ndarray(event.tensor_proto)
+                if value.dtype.kind == "f" and value.ndim == 0:
+                    scalars.setdefault(tag, []).append((event.step, float(value)))
+    return {tag: sorted(values) for tag, values in scalars.items()}
+
+
+def digest(directory: Path) -> dict[str, str]:
+    """sha256 of every file under ``directory``, by relative path."""
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """The steps of the checkpoints in ``run_dir/checkpoints``."""
+    return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+class SignalAtStep(Callback):
+    """Sends ``signal_number`` to this process once training reaches ``step``:
+    preemption, deterministically (``+trainer.callbacks.NAME._target_=conftest.SignalAtStep``)."""
+
+    def __init__(self, step: int, signal_number: int):
+        self.step, self.signal_number, self.sent = step, signal_number, False
+
+    def on_train_steps_end(self, trainer, state, step):
+        if step >= self.step and not self.sent:
+            self.sent = True
+            signal.raise_signal(self.signal_number)

@@ -39,3 +39,10 @@ def test_input_benchmark_runs(data_dir):
     )
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["digits", "cifar", "imagenet"]
+
+
+def test_checkpoint_benchmark_runs(data_dir):
+    result = _run("bench/checkpoint.py", "--models", "mlp", "--repeats", "1", "--steps", "20", "--every", "10", "--data-dir", data_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[2].startswith("| mlp | 85,002 |")
+    assert "with one every 10 steps" in result.stdout

@@ -2,42 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import TINY, checkpoint_steps, digest, run_launch, tensorboard_scalars
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.util import tensor_util
-
-from conftest import ROOT, run_launch
-
-TINY = (
-    "trainer.max_steps=60",
-    "trainer.eval_every_steps=20",
-    "trainer.checkpoint_every_steps=20",
-    "trainer.log_every_steps=20",
-    "trainer.progress_bar=false",
-)
-
-
-def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in the run directory's event files, via TensorBoard's own reader."""
-    multiplexer = EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(str(run_dir))
-    multiplexer.Reload()
-    scalars: dict[str, list[tuple[int, float]]] = {}
-    for run, tags in multiplexer.Runs().items():
-        for tag in tags["tensors"]:
-            for event in multiplexer.Tensors(run, tag):
-                value = tensor_util.make_ndarray(event.tensor_proto)
-                if value.dtype.kind == "f" and value.ndim == 0:
-                    scalars.setdefault(tag, []).append((event.step, float(value)))
-    return {tag: sorted(values) for tag, values in scalars.items()}
 
 
 def _images(run_dir: Path) -> dict[str, dict[int, tuple[int, int]]]:
@@ -60,26 +31,6 @@ def _images(run_dir: Path) -> dict[str, dict[int, tuple[int, int]]]:
     return images
 
 
-def _digest(directory: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
-    }
-
-
-def _checkpoint_steps(run_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, data_dir) -> Path:
-    run_dir = tmp_path_factory.mktemp("run")
-    result = run_launch(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY)
-    assert result.returncode == 0, result.stderr
-    return run_dir
-
-
 def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):
     summary = json.loads((finished_run / "summary.json").read_text())
     assert summary["steps"] == 60 and summary["num_params"] == 64 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
@@ -90,10 +41,10 @@ def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):
         assert 0 <= summary[split]["ece"] < 0.2 and 0 <= summary[split]["brier"] < 0.5
         assert summary[split]["num_examples"] == size
         assert summary[split]["accuracy"] > 0.85  # 60 steps of the default MLP
-    assert _checkpoint_steps(finished_run) == [20, 40, 60]
+    assert checkpoint_steps(finished_run) == [20, 40, 60]
     assert (finished_run / ".hydra" / "config.yaml").exists()
 
-    scalars = _scalars(finished_run)
+    scalars = tensorboard_scalars(finished_run)
     for tag in ("train/loss", "train/accuracy", "train/learning_rate", "train/steps_per_sec"):
         assert [step for step, _ in scalars[tag]] == [20, 40, 60], tag
     assert [step for step, _ in scalars["eval/accuracy"]] == [20, 40, 60]
@@ -112,7 +63,7 @@ def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):
 
 
 def test_evaluate_mode_reproduces_the_test_accuracy(finished_run, data_dir):
-    before = _digest(finished_run / "checkpoints")
+    before = digest(finished_run / "checkpoints")
     saved_config = (finished_run / ".hydra" / "config.yaml").read_bytes()
     result = run_launch("mode=evaluate", f"hydra.run.dir={finished_run}", f"data.data_dir={data_dir}")
     assert result.returncode == 0, result.stderr
@@ -121,90 +72,29 @@ def test_evaluate_mode_reproduces_the_test_accuracy(finished_run, data_dir):
     assert evaluation["steps"] == 60
     assert evaluation["test"]["accuracy"] == summary["test"]["accuracy"]
     assert evaluation["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-6)
-    assert _digest(finished_run / "checkpoints") == before
+    assert digest(finished_run / "checkpoints") == before
     assert (finished_run / ".hydra" / "config.yaml").read_bytes() == saved_config
 
 
 def test_rerunning_a_finished_run_changes_nothing(finished_run, data_dir):
-    before = _digest(finished_run / "checkpoints")
+    before = digest(finished_run / "checkpoints")
     summary = (finished_run / "summary.json").read_bytes()
     event_files = len(list(finished_run.glob("events.out.tfevents.*")))
     result = run_launch(f"hydra.run.dir={finished_run}", f"data.data_dir={data_dir}", *TINY)
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stderr + result.stdout
     assert (finished_run / "summary.json").read_bytes() == summary
-    assert _digest(finished_run / "checkpoints") == before
+    assert digest(finished_run / "checkpoints") == before
     assert len(list(finished_run.glob("events.out.tfevents.*"))) == event_files
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, data_dir):
-    """SIGKILL mid-run, then the same command again: the step count carries on."""
-    command = [
-        sys.executable,
-        str(ROOT / "launch.py"),
-        f"hydra.run.dir={tmp_path}",
-        f"data.data_dir={data_dir}",
-        "trainer.max_steps=4000",
-        "trainer.checkpoint_every_steps=200",
-        "trainer.eval_every_steps=1000",
-        "trainer.log_every_steps=100",
-        "trainer.progress_bar=false",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            if (tmp_path / "checkpoints").exists() and _checkpoint_steps(tmp_path):
-                break
-            time.sleep(0.05)
-        assert process.poll() is None, "the run finished before it could be interrupted"
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    finally:
-        process.kill()
-    interrupted_at = max(_checkpoint_steps(tmp_path))
-    assert 0 < interrupted_at < 4000
-
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    log = result.stdout + result.stderr
-    resumed_from = int(log.split("Resuming from the checkpoint of step ")[1].split()[0])
-    assert resumed_from >= interrupted_at
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["steps"] == 4000
-    steps_logged = [step for step, _ in _scalars(tmp_path)["train/loss"]]
-    # Steps the killed run logged after its last checkpoint are logged again on
-    # resume (with the same values: the resumed run replays the same batches).
-    # (TensorBoard's reader keeps a sample of each tag's points.)
-    assert steps_logged[-1] == 4000 and steps_logged == sorted(steps_logged)
-
-
-@pytest.mark.parametrize(
-    "overrides,message",
-    [
-        (("optim.learning_rate=-1",), "optim.learning_rate=-1.0 is not valid; it must be positive"),
-        (("data.batch_size=0",), "data.batch_size=0 is not valid"),
-        (("hardware=gpu_single",), "hardware.platform='gpu': JAX finds no gpu devices"),
-        (("loss=distill",), "loss.teacher=None is not a run directory"),
-        (("model=vit", "model.patch_size=3"), "model.patch_size=3 does not divide data.image_shape=[8, 8, 1]"),
-        (("data=imagenet2012",), "data.name=imagenet2012 is not prepared in"),
-    ],
-)
-def test_bad_values_fail_with_one_line(tmp_path, data_dir, overrides, message):
-    result = run_launch(f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *overrides, *TINY)
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("jaxclf: error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
-
-
 def test_resume_false_refuses_to_touch_an_existing_run(finished_run, data_dir):
-    before = _digest(finished_run / "checkpoints")
+    before = digest(finished_run / "checkpoints")
     summary = (finished_run / "summary.json").read_bytes()
     result = run_launch(f"hydra.run.dir={finished_run}", f"data.data_dir={data_dir}", "trainer.resume=false", *TINY)
     assert result.returncode == 2
     assert "trainer.resume=false but" in result.stderr and "latest step 60" in result.stderr
-    assert _digest(finished_run / "checkpoints") == before
+    assert digest(finished_run / "checkpoints") == before
     assert (finished_run / "summary.json").read_bytes() == summary
 
 
@@ -240,7 +130,7 @@ def test_binary_digits_with_a_single_logit(tmp_path, data_dir):
 
 
 def test_distillation_from_a_finished_run(tmp_path, finished_run, data_dir):
-    teacher_files = _digest(finished_run / "checkpoints")
+    teacher_files = digest(finished_run / "checkpoints")
     result = run_launch(
         f"hydra.run.dir={tmp_path}",
         f"data.data_dir={data_dir}",
@@ -254,7 +144,7 @@ def test_distillation_from_a_finished_run(tmp_path, finished_run, data_dir):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_params"] == 64 * 10 + 10  # the student is linear
     assert summary["test"]["accuracy"] > 0.85
-    assert _digest(finished_run / "checkpoints") == teacher_files  # the teacher is only read
+    assert digest(finished_run / "checkpoints") == teacher_files  # the teacher is only read
 
 
 def test_a_teacher_of_other_classes_is_refused(finished_run):

@@ -10,9 +10,9 @@ import pytest
 
 from jaxclf import hardware as hardware_lib
 from jaxclf.callbacks import Callback
-from jaxclf.objectives import SoftmaxCrossEntropy
 from jaxclf.metrics import EvalMetrics, TrainMetrics
 from jaxclf.models.mlp import MLP
+from jaxclf.objectives import SoftmaxCrossEntropy
 from jaxclf.run import build_trainer
 from jaxclf.train_state import create_train_state, eval_step, train_step, train_steps
 
@@ -33,7 +33,7 @@ def test_fused_steps_equal_single_steps(state_and_batches):
     """lax.scan over 5 steps computes what 5 separate jitted steps compute."""
     state, batches = state_and_batches
     objective = SoftmaxCrossEntropy(label_smoothing=0.1, mixup_alpha=0.4)
-    fused, fused_metrics = jax.jit(train_steps)(state, TrainMetrics.empty(), batches, objective)
+    fused, fused_metrics, _ = jax.jit(train_steps)(state, TrainMetrics.empty(), batches, objective)
     single = state
     losses = []
     step = jax.jit(train_step)
@@ -49,7 +49,7 @@ def test_a_single_fused_step_is_one_train_step(state_and_batches):
     state, batches = state_and_batches
     objective = SoftmaxCrossEntropy()
     one = jax.tree.map(lambda x: x[:1], batches)
-    fused, metrics = jax.jit(train_steps)(state, TrainMetrics.empty(), one, objective)
+    fused, metrics, _ = jax.jit(train_steps)(state, TrainMetrics.empty(), one, objective)
     single, outputs = jax.jit(train_step)(state, jax.tree.map(lambda x: x[0], batches), objective)
     jax.tree.map(np.testing.assert_array_equal, fused.params, single.params)
     np.testing.assert_allclose(metrics.compute()["loss"], outputs["loss"], rtol=1e-6)

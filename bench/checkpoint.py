@@ -1,0 +1,121 @@
+"""Checkpoint cost: how long a save blocks training, and how long it takes.
+
+For each model, a real TrainState (AdamW: parameters plus two moments) is
+saved with ``CheckpointStore`` (orbax, asynchronous): ``blocking`` is the time
+until ``save`` returns and training could go on (the copy from device to host
+memory), ``total`` until the checkpoint is committed on disk. A synchronous
+save would block for ``total``.
+
+Then the default model trains with a checkpoint every ``--every`` steps and
+with none (over the second half of ``--steps``, after compilation), in this
+one process: the ratio of their steps/s is what the saves cost training.
+
+    python bench/checkpoint.py [--models mlp,vit_s16] [--repeats 3] [--steps 2000] [--every 50] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+import jaxclf.config  # noqa: F401  (registers the schema)
+from jaxclf.checkpointing import CheckpointStore
+from jaxclf.run import build_trainer
+from jaxclf.train_state import count_params, create_train_state
+from overhead import Stopwatch  # bench/ is this script's directory
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+MODELS = {"mlp": [], "vit_s16": ["model=vit_s16", "data=imagenet2012"]}  # the default model; ViT-S/16 at 224x224
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def _directory_bytes(directory: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(directory) for name in names)
+
+
+def save_times(overrides: list[str], repeats: int) -> dict[str, float]:
+    cfg = _compose(overrides)
+    model, tx = instantiate(cfg.model), instantiate(cfg.optim)
+    state = jax.jit(lambda rng: create_train_state(model, tx, tuple(cfg.data.image_shape), rng))(jax.random.PRNGKey(0))
+    jax.block_until_ready(state)
+    blocking, total = [], []
+    with tempfile.TemporaryDirectory() as directory:
+        store = CheckpointStore(directory, max_to_keep=1)
+        for step in range(1, repeats + 2):  # the first save warms up orbax
+            start = time.perf_counter()
+            store.save(step, state, {"config": None})
+            returned = time.perf_counter()
+            store.wait_until_finished()
+            if step > 1:
+                blocking.append(returned - start)
+                total.append(time.perf_counter() - start)
+        size = _directory_bytes(os.path.join(directory, str(repeats + 1)))
+        store.close()
+    return {
+        "params": count_params(state),
+        "megabytes": size / 1e6,
+        "blocking_s": statistics.median(blocking),
+        "total_s": statistics.median(total),
+    }
+
+
+def training_steps_per_sec(steps: int, checkpoint_every: int, data_dir: str | None) -> float:
+    cfg = _compose(
+        [
+            *([f"data.data_dir={data_dir}"] if data_dir else []),
+            f"trainer.max_steps={steps}",
+            f"trainer.checkpoint_every_steps={checkpoint_every}",
+            f"trainer.eval_every_steps={steps}",
+            "trainer.progress_bar=false",
+            "trainer.reliability_diagrams=false",
+        ]
+    )
+    warmup = steps // 2  # the clock starts after compilation
+    with tempfile.TemporaryDirectory() as workdir:
+        trainer = build_trainer(cfg, workdir)
+        stopwatch = Stopwatch(warmup, steps)
+        trainer.callbacks.append(stopwatch)
+        trainer.fit()
+        trainer.close()
+    return (steps - warmup) / stopwatch.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mlp,vit_s16", help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--every", type=int, default=50, help="checkpoint period of the training comparison")
+    parser.add_argument("--data-dir", default=None, help="TFDS data dir holding the digits (default: TFDS's)")
+    args = parser.parse_args()
+
+    print("| model | parameters | checkpoint MB | save blocks training (s) | save committed (s) | blocking / total |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in args.models.split(","):
+        times = save_times(MODELS[name], args.repeats)
+        print(
+            f"| {name} | {times['params']:,} | {times['megabytes']:.1f} | {times['blocking_s']:.3f} | "
+            f"{times['total_s']:.3f} | {times['blocking_s'] / times['total_s']:.2f} |"
+        )
+    without = training_steps_per_sec(args.steps, args.steps, args.data_dir)
+    with_saves = training_steps_per_sec(args.steps, args.every, args.data_dir)
+    print(
+        f"\nDefault model, {args.steps} steps: {without:,.0f} steps/s with one checkpoint at the end, "
+        f"{with_saves:,.0f} with one every {args.every} steps ({with_saves / without:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

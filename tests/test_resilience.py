@@ -1,0 +1,260 @@
+"""Never lose a run: exact resume after SIGKILL, preemption, damaged
+checkpoints, non-finite losses, and bad input that leaves a run untouched."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import (
+    ROOT,
+    TINY,
+    checkpoint_steps,
+    digest,
+    launch_in_process,
+    run_launch,
+    tensorboard_scalars,
+)
+
+
+def _final_params(run_dir: Path) -> list[np.ndarray]:
+    from jaxclf.checkpointing import restore_model_from_run
+
+    _, variables, _ = restore_model_from_run(str(run_dir))
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(variables)]
+
+
+def _launch_command(run_dir: Path, data_dir: str, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "launch.py"),
+        f"hydra.run.dir={run_dir}",
+        f"data.data_dir={data_dir}",
+        "trainer.progress_bar=false",
+        *overrides,
+    ]
+
+
+def _start_and_wait_for_a_checkpoint(command: list[str], run_dir: Path) -> subprocess.Popen:
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if (run_dir / "checkpoints").exists() and checkpoint_steps(run_dir):
+            return process
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError(f"no checkpoint appeared; the run ended with {process.poll()}: {process.communicate()[1][-2000:]}")
+
+
+@pytest.mark.slow
+def test_a_run_killed_at_a_random_step_resumes_bitwise_identically(tmp_path, data_dir):
+    """SIGKILL at a random moment after the first checkpoint, the same command
+    again: the final parameters equal an uninterrupted run's, bit for bit."""
+    overrides = (
+        "trainer.max_steps=1000",
+        "trainer.checkpoint_every_steps=100",
+        "trainer.eval_every_steps=500",
+        "trainer.log_every_steps=50",
+        "loss.label_smoothing=0.1",
+        "loss.mixup_alpha=0.2",  # randomness in every step
+        "model.dropout_rate=0.1",
+    )
+    uninterrupted = subprocess.run(_launch_command(tmp_path / "whole", data_dir, *overrides), cwd=ROOT, capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+
+    command = _launch_command(tmp_path / "killed", data_dir, *overrides)
+    process = _start_and_wait_for_a_checkpoint(command, tmp_path / "killed")
+    time.sleep(random.uniform(0.0, 1.5))
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    killed_at = max(checkpoint_steps(tmp_path / "killed"))
+    assert 100 <= killed_at < 1000 and not (tmp_path / "killed" / "summary.json").exists()
+
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming from the checkpoint of step {killed_at}" in resumed.stdout + resumed.stderr
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["steps"] == 1000
+    for whole, killed in zip(_final_params(tmp_path / "whole"), _final_params(tmp_path / "killed"), strict=True):
+        np.testing.assert_array_equal(whole, killed)
+    whole_summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    killed_summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert whole_summary["test"] == killed_summary["test"]
+
+
+def test_sigterm_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir):
+    signal_number = signal.SIGTERM
+    command = _launch_command(
+        tmp_path, data_dir, "trainer.max_steps=100000", "trainer.checkpoint_every_steps=50", "trainer.eval_every_steps=100000"
+    )
+    process = _start_and_wait_for_a_checkpoint(command, tmp_path)
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal_number
+    assert "Traceback" not in stderr
+    [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
+    stopped_at = int(re.search(r"stopped at step (\d+) of 100000", message).group(1))
+    assert "run the same command again to resume" in message
+    assert max(checkpoint_steps(tmp_path)) == stopped_at >= 50
+
+    # The same command with a shorter budget picks up from there.
+    resumed = run_launch(*command[2:-3], f"trainer.max_steps={stopped_at + 10}", "trainer.eval_every_steps=100000")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming from the checkpoint of step {stopped_at}" in resumed.stdout + resumed.stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == stopped_at + 10
+
+
+def test_ctrl_c_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir):
+    code, stderr = launch_in_process(
+        f"hydra.run.dir={tmp_path}",
+        f"data.data_dir={data_dir}",
+        *TINY,
+        "trainer.steps_per_call=1",
+        "+trainer.callbacks.interrupt._target_=conftest.SignalAtStep",
+        "+trainer.callbacks.interrupt.step=27",
+        f"+trainer.callbacks.interrupt.signal_number={int(signal.SIGINT)}",
+    )
+    assert code == 130, stderr
+    [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
+    assert message.startswith("jaxclf: stopped: SIGINT received: stopped at step 27 of 60")
+    assert checkpoint_steps(tmp_path) == [20, 27] and not (tmp_path / "summary.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+@pytest.mark.parametrize("damage", ["truncate", "remove"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, finished_run, data_dir, damage, caplog):
+    caplog.set_level(logging.INFO)
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    (run_dir / "summary.json").unlink()  # as if killed just after its last checkpoint
+    latest = run_dir / "checkpoints" / "60"
+    if damage == "truncate":
+        for path in (latest / "state").rglob("*"):
+            if path.is_file():
+                path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        shutil.rmtree(latest / "state")
+    before = digest(run_dir / "checkpoints" / "40")
+
+    assert launch_in_process(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY)[0] == 0
+    assert "The checkpoint of step 60 is unreadable" in caplog.text
+    assert "Resuming from the checkpoint of step 40" in caplog.text
+    assert digest(run_dir / "corrupt_checkpoints" / "60")  # set aside, never deleted
+    assert checkpoint_steps(run_dir) == [20, 40, 60]
+    assert digest(run_dir / "checkpoints" / "40") == before
+    # Steps 41..60 again, exactly as the first time.
+    for original, redone in zip(_final_params(finished_run), _final_params(run_dir), strict=True):
+        np.testing.assert_array_equal(original, redone)
+
+
+def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_last_good_checkpoint(tmp_path, data_dir):
+    # A learning rate of 1e30 overflows within a few steps; a checkpoint every step.
+    result = run_launch(
+        f"hydra.run.dir={tmp_path}",
+        f"data.data_dir={data_dir}",
+        *TINY,
+        "optim.learning_rate=1e30",
+        "trainer.checkpoint_every_steps=1",
+    )
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    [message] = [line for line in result.stderr.splitlines() if line.startswith("jaxclf: stopped:")]
+    bad_step = int(re.search(r"non-finite loss or gradients at step (\d+)", message).group(1))
+    assert f"last good checkpoint: step {bad_step - 1} in " in message
+    assert checkpoint_steps(tmp_path) == list(range(max(1, bad_step - 3), bad_step))
+    assert all(np.isfinite(leaf).all() for leaf in _final_params(tmp_path))
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_skipping_nonfinite_updates_counts_them_and_never_saves_them(tmp_path, data_dir):
+    code, stderr = launch_in_process(
+        f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY, "optim.learning_rate=1e30", "trainer.on_nonfinite=skip"
+    )
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 60 and 50 <= summary["skipped_steps"] < 60
+    skipped = dict(tensorboard_scalars(tmp_path)["train/skipped_steps"])
+    assert skipped[60] == summary["skipped_steps"] and skipped[20] <= skipped[40] <= skipped[60]
+    losses = dict(tensorboard_scalars(tmp_path)["train/loss"])
+    assert np.isfinite(losses[20])  # the mean over the applied steps only (NaN: none applied)
+    assert all(np.isfinite(leaf).all() for leaf in _final_params(tmp_path))
+
+
+BAD_INPUTS = [
+    # Hydra's own checks: it names the key or option (and lists the choices).
+    (("model=vitt",), 1, "Could not find 'model/vitt'"),
+    (("trainer.max_stepz=5",), 1, "trainer.max_stepz"),
+    (("trainer.max_steps=abc",), 1, "trainer.max_steps=abc"),
+    (("seed=1.5",), 1, "seed=1.5"),
+    # jaxclf's checks: one line naming the key, the value and what is valid.
+    (("optim.learning_rate=-1",), 2, "optim.learning_rate=-1.0 is not valid; it must be positive"),
+    (("optim.learning_rate=0",), 2, "optim.learning_rate=0.0 is not valid; it must be positive"),
+    (("data.batch_size=0",), 2, "data.batch_size=0 is not valid"),
+    (("data.batch_size=5000",), 2, "data.batch_size=5000 is larger than the training split (1300 examples)"),
+    (("trainer.max_steps=0",), 2, "trainer.max_steps=0 is not valid; it must be a positive integer"),
+    (("trainer.eval_every_steps=-5",), 2, "trainer.eval_every_steps=-5 is not valid; it must be a positive integer"),
+    (("trainer.on_nonfinite=ignore",), 2, "trainer.on_nonfinite=ignore is not valid; choose stop or skip"),
+    (("trainer.early_stopping.metric=acc",), 2, "trainer.early_stopping.metric=acc is not valid; choose one of accuracy"),
+    (("trainer.early_stopping.metric=loss", "trainer.early_stopping.mode=down"), 2, "trainer.early_stopping.mode=down"),
+    (("trainer.early_stopping.metric=loss", "trainer.early_stopping.patience=0"), 2, "trainer.early_stopping.patience=0"),
+    (("model=vit", "model.patch_size=3"), 2, "model.patch_size=3 does not divide data.image_shape=[8, 8, 1]"),
+    (("model=vit", "model.num_heads=3"), 2, "model.num_heads=3"),
+    (("model=vit", "model.pool=max"), 2, "model.pool=max is not valid; choose one of"),
+    (("data.train_examples=5000",), 2, "data.train_examples=5000 is not valid; it must be between 1 and"),
+    (("data.image_shape=[16,16,1]",), 2, "data.image_shape=[16, 16, 1] does not match the dataset's images [8, 8, 1]"),
+    (("data.std=[0.0]",), 2, "data.std=[0.0] is not valid; every value must be positive"),
+    (("data.mean=[1.0,2.0]",), 2, "data.mean=[1.0, 2.0] is not valid; it needs one value per channel (1)"),
+    (("data.validation_holdout=10",), 2, "data.splits.validation=validation and data.validation_holdout=10"),
+    (("hardware=gpu_single",), 2, "hardware.platform='gpu': JAX finds no gpu devices"),
+    (("data=imagenet2012",), 2, "data.name=imagenet2012 is not prepared in"),
+    (("loss=distill",), 2, "loss.teacher=None is not a run directory"),
+    (("loss=distill", "loss.teacher=/no/such/run"), 2, "loss.teacher='/no/such/run' is not a run directory"),
+    (("loss=distill", "loss.teacher=TEACHER", "data=digits_parity"), 2, "classes of [8, 8, 1] images; this run needs 2 classes"),
+    (("optim.learning_rate=0.01", "model.hidden_sizes=[64]"), 2, "holds a run of another config; differing keys: model.hidden_sizes"),
+    (("trainer.resume=false",), 2, "trainer.resume=false but"),
+]
+
+
+@pytest.fixture(scope="module")
+def protected_run(finished_run):
+    """The finished run, its teacher copy, and digests of what must never change."""
+    teacher = finished_run.parent / "teacher"
+    if not teacher.exists():
+        shutil.copytree(finished_run, teacher)
+    return finished_run, teacher
+
+
+@pytest.mark.parametrize("overrides,exit_code,message", BAD_INPUTS, ids=[" ".join(case[0]) for case in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_and_leaves_the_run_untouched(protected_run, data_dir, overrides, exit_code, message):
+    run_dir, teacher = protected_run
+    checkpoints, summary = digest(run_dir / "checkpoints"), (run_dir / "summary.json").read_bytes()
+    overrides = [override.replace("TEACHER", str(teacher)) for override in overrides]
+
+    code, stderr = launch_in_process(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY, *overrides)
+
+    assert code == exit_code, stderr
+    assert "Traceback" not in stderr
+    if exit_code == 2:
+        [line] = [line for line in stderr.splitlines() if line.startswith("jaxclf: error:")]
+        assert message in line
+    else:
+        assert message in stderr.strip().splitlines()[0]
+    assert digest(run_dir / "checkpoints") == checkpoints
+    assert (run_dir / "summary.json").read_bytes() == summary
+
+
+def test_hydra_full_error_shows_the_traceback(protected_run, data_dir, monkeypatch):
+    from jaxclf.errors import ConfigError
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError, match="optim.learning_rate=-1.0"):
+        launch_in_process(f"hydra.run.dir={protected_run[0]}", f"data.data_dir={data_dir}", "optim.learning_rate=-1")
