@@ -258,3 +258,46 @@ def test_hydra_full_error_shows_the_traceback(protected_run, data_dir, monkeypat
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ConfigError, match="optim.learning_rate=-1.0"):
         launch_in_process(f"hydra.run.dir={protected_run[0]}", f"data.data_dir={data_dir}", "optim.learning_rate=-1")
+
+
+EARLY_STOPPING = (
+    "trainer.max_steps=1000",
+    "optim.total_steps=1000",
+    "trainer.eval_every_steps=50",
+    "trainer.checkpoint_every_steps=50",
+    "trainer.log_every_steps=50",
+    "trainer.max_checkpoints_to_keep=2",
+    "trainer.progress_bar=false",
+    "trainer.reliability_diagrams=false",
+    "trainer.early_stopping.metric=loss",
+    "trainer.early_stopping.mode=min",
+    "trainer.early_stopping.patience=3",
+)
+
+
+def test_early_stopping_tests_the_best_checkpoint_and_survives_a_resume(tmp_path, data_dir):
+    code, stderr = launch_in_process(f"hydra.run.dir={tmp_path / 'whole'}", f"data.data_dir={data_dir}", *EARLY_STOPPING)
+    assert code == 0, stderr
+    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    stopping = whole["early_stopping"]
+    best, stopped = stopping["best_step"], stopping["stopped_at"]
+    assert stopped == best + 3 * 50 < 1000 and whole["steps"] == stopped
+    assert whole["tested_step"] == best and whole["validation"]["loss"] == pytest.approx(stopping["best_value"])
+    validation_losses = dict(tensorboard_scalars(tmp_path / "whole")["eval/loss"])
+    assert min(validation_losses.values()) == pytest.approx(stopping["best_value"])
+    assert checkpoint_steps(tmp_path / "whole") == [best, stopped - 50, stopped]  # the best is kept beside the latest 2
+
+    # Interrupted after one evaluation without improvement, then resumed: it
+    # counts on from the checkpoint and stops where the whole run stopped.
+    interrupted = (tmp_path / "parts", f"data.data_dir={data_dir}")
+    code, stderr = launch_in_process(f"hydra.run.dir={interrupted[0]}", interrupted[1], *EARLY_STOPPING, f"trainer.max_steps={best + 50}")
+    assert code == 0, stderr
+    code, stderr = launch_in_process(f"hydra.run.dir={interrupted[0]}", interrupted[1], *EARLY_STOPPING)
+    assert code == 0, stderr
+    parts = json.loads((tmp_path / "parts" / "summary.json").read_text())
+    assert parts["early_stopping"] == stopping and parts["test"] == whole["test"]
+
+    # Started again, the stopped run is finished: nothing changes.
+    summary = (tmp_path / "whole" / "summary.json").read_bytes()
+    assert launch_in_process(f"hydra.run.dir={tmp_path / 'whole'}", f"data.data_dir={data_dir}", *EARLY_STOPPING)[0] == 0
+    assert (tmp_path / "whole" / "summary.json").read_bytes() == summary

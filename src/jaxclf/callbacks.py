@@ -32,6 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from clu import metric_writers, periodic_actions
 
+from jaxclf.errors import ConfigError
+from jaxclf.metrics import VALIDATION_METRICS
+
 if TYPE_CHECKING:
     from jaxclf.train_state import TrainState
     from jaxclf.trainer import Trainer
@@ -112,11 +115,16 @@ class TrainMetricsLogger(_PeriodicCallback):
 class PeriodicEvaluation(_PeriodicCallback):
     """Evaluates on the validation split every ``every_steps`` (``eval/*``).
 
-    The final step is left to the evaluation that follows training (or to
-    ``EarlyStopping``)."""
+    The final step is left to the evaluation that follows training, except
+    with early stopping, where the final state competes too."""
 
     def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        if step < trainer.max_steps:
+        if step < trainer.max_steps or trainer.early_stopping is not None:
+            trainer.evaluate(state, "validation", step=step)
+
+    def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
+        super().on_train_steps_end(trainer, state, step)
+        if step == trainer.max_steps and step % self.every_steps and trainer.early_stopping is not None:
             trainer.evaluate(state, "validation", step=step)
 
 
@@ -144,9 +152,6 @@ class EarlyStopping(Callback):
     counting where the interrupted one was."""
 
     def __init__(self, metric: str, mode: str = "max", patience: int = 5, min_delta: float = 0.0):
-        from jaxclf.errors import ConfigError
-        from jaxclf.metrics import VALIDATION_METRICS
-
         if metric not in VALIDATION_METRICS:
             raise ConfigError(
                 f"trainer.early_stopping.metric={metric} is not valid; choose one of {', '.join(VALIDATION_METRICS)}"
@@ -162,7 +167,6 @@ class EarlyStopping(Callback):
         self.best_step: int | None = None
         self.evaluations_without_improvement = 0
         self.stopped_at: int | None = None
-        self._last_evaluated: int | None = None
         self._fitting = False
 
     def _improves(self, value: float) -> bool:
@@ -178,7 +182,6 @@ class EarlyStopping(Callback):
     def on_eval_end(self, trainer, state, step, split, results) -> None:
         if not self._fitting or split != "validation" or self.stopped_at is not None:
             return  # only evaluations during training count
-        self._last_evaluated = step
         value = float(results[self.metric])
         if self._improves(value):
             self.best_value, self.best_step, self.evaluations_without_improvement = value, step, 0
@@ -190,8 +193,6 @@ class EarlyStopping(Callback):
             trainer.request_stop()
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
-        if self.stopped_at is None and self._last_evaluated != int(state.step):
-            trainer.evaluate(state, "validation")  # the final state competes too
         self._fitting = False
 
     def state_dict(self) -> dict[str, Any]:

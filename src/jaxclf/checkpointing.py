@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,11 +67,12 @@ class CheckpointStore:
 
     def __init__(self, directory: str, max_to_keep: int = 1, read_only: bool = False, best_mode: str | None = None):
         self.directory = os.path.abspath(directory)
+        self.best_mode = best_mode
         policies: list[Any] = [checkpoint_managers.LatestN(n=max_to_keep)]
         if best_mode is not None:
             policies.append(
                 checkpoint_managers.BestN(
-                    get_metric_fn=lambda metrics: metrics["value"],
+                    get_metric_fn=_metric_value,
                     reverse=best_mode == "min",  # BestN keeps the end of the ascending order
                     n=1,
                     keep_checkpoints_without_metrics=False,
@@ -80,6 +82,10 @@ class CheckpointStore:
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
+                # best_fn makes orbax write each checkpoint's metric to disk, so
+                # the best survives a restart; the policies above decide.
+                best_fn=_metric_value if best_mode else None,
+                best_mode=best_mode or "max",
                 create=not read_only,
                 read_only=read_only,
                 enable_async_checkpointing=True,
@@ -99,6 +105,8 @@ class CheckpointStore:
         if step in self._manager.all_steps():
             return False
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta)))
+        if metric is None and self.best_mode is not None:
+            metric = -math.inf if self.best_mode == "max" else math.inf  # never the best
         metrics = None if metric is None else {"value": float(metric)}
         return self._manager.save(step, args=args, metrics=metrics, force=True)
 
@@ -163,6 +171,10 @@ class CheckpointStore:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _metric_value(metrics: Mapping[str, float]) -> float:
+    return metrics["value"]
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
