@@ -25,12 +25,12 @@ from pathlib import Path
 import jax
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from overhead import Stopwatch  # bench/ is this script's directory
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.checkpointing import CheckpointStore
 from jaxclf.run import build_trainer
 from jaxclf.train_state import count_params, create_train_state
-from overhead import Stopwatch  # bench/ is this script's directory
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MODELS = {"mlp": [], "vit_s16": ["model=vit_s16", "data=imagenet2012"]}  # the default model; ViT-S/16 at 224x224

@@ -195,19 +195,14 @@ class EarlyStopping(Callback):
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         self._fitting = False
 
+    _STATE = ("best_value", "best_step", "evaluations_without_improvement", "stopped_at")
+
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "best_value": self.best_value,
-            "best_step": self.best_step,
-            "evaluations_without_improvement": self.evaluations_without_improvement,
-            "stopped_at": self.stopped_at,
-        }
+        return {key: getattr(self, key) for key in self._STATE}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.best_value = state["best_value"]
-        self.best_step = state["best_step"]
-        self.evaluations_without_improvement = state["evaluations_without_improvement"]
-        self.stopped_at = state["stopped_at"]
+        for key in self._STATE:
+            setattr(self, key, state[key])
 
 
 class _PrefixedWriter(metric_writers.MetricWriter):

@@ -132,13 +132,13 @@ class CheckpointStore:
         for step in reversed(self.steps()):
             try:
                 meta = self.restore_meta(step)
-            except Exception as error:  # orbax and tensorstore raise many types for damaged files
+            except Exception as error:  # noqa: BLE001 (orbax and tensorstore raise many types for damaged files)
                 self._set_aside(step, error)
                 continue
             check_meta(meta)
             try:
                 return self.restore(abstract_state, step)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001
                 self._set_aside(step, error)
         return None
 
@@ -212,6 +212,21 @@ def abstract_train_state(
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
+def read_run_config(run_dir: str) -> dict[str, Any]:
+    """The resolved config saved in the latest checkpoint of the run in ``run_dir``."""
+    directory = os.path.join(run_dir, CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        raise ConfigError(f"{run_dir} is not a jaxclf run directory (it has no {CHECKPOINT_DIR}/)")
+    store = CheckpointStore(directory, read_only=True)
+    try:
+        step = store.latest_step()
+        if step is None:
+            raise ConfigError(f"{run_dir} holds no checkpoint; train first (mode=fit)")
+        return store.restore_meta(step)["config"]
+    finally:
+        store.close()
+
+
 def restore_model_from_run(run_dir: str) -> tuple[nn.Module, dict[str, Any], Any]:
     """The model of a finished jaxclf run: ``(module, variables, run config)``.
 
@@ -220,19 +235,13 @@ def restore_model_from_run(run_dir: str) -> tuple[nn.Module, dict[str, Any], Any
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    directory = os.path.join(run_dir, CHECKPOINT_DIR)
-    if not os.path.isdir(directory):
-        raise ConfigError(f"{run_dir} is not a jaxclf run directory (it has no {CHECKPOINT_DIR}/)")
-    store = CheckpointStore(directory, read_only=True)
+    cfg = OmegaConf.create(read_run_config(run_dir))
+    model = instantiate(cfg.model)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape), sharding)
+    store = CheckpointStore(os.path.join(run_dir, CHECKPOINT_DIR), read_only=True)
     try:
-        step = store.latest_step()
-        if step is None:
-            raise ConfigError(f"{run_dir} holds no checkpoint to restore")
-        cfg = OmegaConf.create(store.restore_meta(step)["config"])
-        model = instantiate(cfg.model)
-        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        abstract = abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape), sharding)
-        state, _ = store.restore(abstract, step)
+        state, _ = store.restore(abstract, store.latest_step())
     finally:
         store.close()
     return model, {"params": state.params, **state.model_state}, cfg

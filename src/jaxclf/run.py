@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import hardware as hardware_lib
 from jaxclf.callbacks import EarlyStopping
-from jaxclf.checkpointing import CHECKPOINT_DIR, CheckpointStore
+from jaxclf.checkpointing import read_run_config
 from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import Normalizer, TrainLoader
 from jaxclf.data.splits import build_splits
@@ -147,7 +147,7 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     The config saved in the checkpoint decides the model and data;
     ``hardware`` and ``data.data_dir`` come from the current config.
     """
-    run_cfg = OmegaConf.create(saved_run_config(workdir))
+    run_cfg = OmegaConf.create(read_run_config(workdir))
     run_cfg.hardware = cfg.hardware
     run_cfg.data.data_dir = cfg.data.data_dir
     run_cfg.trainer.resume = True
@@ -161,19 +161,6 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
         trainer.close()
     logger.info("step %d: test accuracy %.4f, loss %.4f", results["steps"], results["test"]["accuracy"], results["test"]["loss"])
     return results
-
-
-def saved_run_config(workdir: str) -> dict[str, Any]:
-    """The config saved in the latest checkpoint of the run in ``workdir``."""
-    directory = os.path.join(workdir, CHECKPOINT_DIR)
-    store = CheckpointStore(directory, read_only=True) if os.path.isdir(directory) else None
-    try:
-        if store is None or store.latest_step() is None:
-            raise ConfigError(f"hydra.run.dir={workdir} holds no checkpoint to evaluate; train first (mode=fit)")
-        return store.restore_meta(store.latest_step())["config"]
-    finally:
-        if store is not None:
-            store.close()
 
 
 def describe(cfg: DictConfig) -> dict[str, Any]:

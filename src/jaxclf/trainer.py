@@ -125,7 +125,7 @@ class Trainer:
             TrainMetricsLogger(log_every_steps),
             ProgressReporter(log_every_steps, progress_bar),
             PeriodicEvaluation(eval_every_steps),
-            *([early_stopping] if early_stopping else []),  # before the final checkpoint: it may evaluate
+            *([early_stopping] if early_stopping else []),  # its state is current when checkpoints save it
             PeriodicCheckpoint(checkpoint_every_steps),
             *callbacks,
         ]
@@ -226,10 +226,12 @@ class Trainer:
         """Ends ``fit`` after the current call (callbacks use this, e.g. early stopping)."""
         self._stop_requested = True
 
+    def _stopping(self) -> bool:
+        return self._stop_requested or (self.early_stopping is not None and self.early_stopping.stopped_at is not None)
+
     def is_finished(self, state: TrainState) -> bool:
         """Whether ``fit`` from ``state`` has nothing left to do."""
-        stopped_early = self.early_stopping is not None and self.early_stopping.stopped_at is not None
-        return int(state.step) >= self.max_steps or self._stop_requested or stopped_early
+        return int(state.step) >= self.max_steps or self._stopping()
 
     def best_state(self, state: TrainState) -> TrainState:
         """With early stopping, the state of the best validation evaluation
@@ -237,7 +239,8 @@ class Trainer:
         best_step = self.early_stopping.best_step if self.early_stopping else None
         if best_step is None or best_step == int(state.step):
             return state
-        logger.info("Restoring the best checkpoint (step %d, validation %s %.4f)", best_step, self.early_stopping.metric, self.early_stopping.best_value)
+        stopping = self.early_stopping
+        logger.info("Testing the best checkpoint: step %d, validation %s %.4f", best_step, stopping.metric, stopping.best_value)
         return self.checkpoints.restore(self._abstract_state(), best_step)[0]
 
     # -- training -------------------------------------------------------------
@@ -258,7 +261,7 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_fit_start(self, state)
         with PreemptionGuard() as preemption:
-            while not self.is_finished(state):
+            while step < self.max_steps and not self._stopping():  # the host's count: no device sync
                 num_steps = self._steps_in_next_call(step)
                 batches = self.train_loader.batches(step, num_steps)
                 state, self._train_metrics, finite = self._train_steps(state, self._train_metrics, batches, self.objective)
