@@ -3,7 +3,8 @@
 Hydra composes ``conf/`` (validated against ``jaxclf.config``); the library does
 the rest. A bad value ends the run with one line on stderr and exit code 2
 (a traceback too with ``HYDRA_FULL_ERROR=1``); a run stopped early (SIGTERM,
-SIGINT, a non-finite loss) with one line and its own exit code.
+SIGINT, a non-finite loss) with one line and its own exit code. In a
+multirun, a job that fails writes ``failure.json`` and the sweep goes on.
 """
 
 import os
@@ -11,23 +12,33 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import jaxclf.config  # noqa: F401  (registers the config schema with Hydra)
-from jaxclf.errors import ConfigError, RunStopped
+from jaxclf.errors import ConfigError, Preempted, RunStopped
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    from jaxclf.run import run  # imported here so that a bad command line fails fast
+    from jaxclf.run import record_failure, run  # imported here so that a bad command line fails fast
 
+    hydra_config = HydraConfig.get()
     try:
-        results = run(cfg, HydraConfig.get().runtime.output_dir)
-    except (ConfigError, RunStopped) as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        results = run(cfg, hydra_config.runtime.output_dir)
+    except Exception as error:
+        expected = isinstance(error, (ConfigError, RunStopped))
+        if expected:
+            kind = "error" if isinstance(error, ConfigError) else "stopped"
+            print(f"jaxclf: {kind}: {error}", file=sys.stderr)
+        if hydra_config.mode == RunMode.MULTIRUN and not isinstance(error, Preempted):
+            # Recorded in the job's directory; Hydra marks the job failed,
+            # runs the rest of the sweep, then exits with code 1. (A signal
+            # stops the whole sweep, below.)
+            record_failure(hydra_config.runtime.output_dir, error)
             raise
-        kind = "error" if isinstance(error, ConfigError) else "stopped"
-        print(f"jaxclf: {kind}: {error}", file=sys.stderr)
+        if not expected or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
         sys.exit(2 if isinstance(error, ConfigError) else error.exit_code)
     return results.get("validation", {}).get("accuracy")  # the objective Hydra sweepers optimise
 

@@ -186,3 +186,14 @@ def test_describe_prints_parameters_and_flops_without_data(tmp_path):
     gflops = float(result.stdout.split("parameters; ")[1].split(" GFLOPs")[0])
     assert 9.0 < gflops < 9.5
     assert not any(empty.iterdir())  # nothing read or prepared
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
+    result = run_launch("-m", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", "optim.learning_rate=-1,0.003", *TINY)
+    assert result.returncode == 1  # Hydra reports the failed job once the sweep is done
+    failure = json.loads((tmp_path / "0" / "failure.json").read_text())
+    assert failure["error"] == "ConfigError"
+    assert failure["message"] == "optim.learning_rate=-1.0 is not valid; it must be positive"
+    assert "jaxclf: error: optim.learning_rate=-1.0" in result.stderr
+    summary = json.loads((tmp_path / "1" / "summary.json").read_text())
+    assert summary["steps"] == 60 and not (tmp_path / "0" / "summary.json").exists()

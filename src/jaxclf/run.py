@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import traceback
 from typing import Any
 
 import jax
@@ -35,6 +36,7 @@ from jaxclf.trainer import Trainer
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.json"
+FAILURE_FILE = "failure.json"
 EVALUATION_FILE = "evaluation.json"
 EVAL_SPLITS = ("validation", "test")
 
@@ -201,6 +203,19 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     container.get("trainer", {}).pop("callbacks", None)
     visit("", container)
     return flat
+
+
+def record_failure(workdir: str, error: BaseException) -> None:
+    """Writes why a job failed to ``workdir/failure.json`` (a sweep's record)."""
+    os.makedirs(workdir, exist_ok=True)
+    write_json_atomically(
+        os.path.join(workdir, FAILURE_FILE),
+        {
+            "error": type(error).__name__,
+            "message": str(error),
+            "traceback": "".join(traceback.format_exception(error)),
+        },
+    )
 
 
 def write_json_atomically(path: str, payload: Any) -> None:
