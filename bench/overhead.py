@@ -51,12 +51,16 @@ class Stopwatch(Callback):
             self.seconds = time.perf_counter() - self._t0
 
 
-def trainer_steps_per_sec(cfg, warmup: int, steps: int, steps_per_call: int) -> float:
+def trainer_steps_per_sec(
+    cfg, warmup: int, steps: int, steps_per_call: int, checkpoint_every_steps: int | None = None
+) -> float:
+    """``Trainer.fit``'s steps/s over ``steps`` after ``warmup``; evaluation (and,
+    unless ``checkpoint_every_steps``, checkpointing) only at the end."""
     total = warmup + steps
     cfg.trainer.max_steps = total
     cfg.trainer.steps_per_call = steps_per_call
     cfg.trainer.eval_every_steps = total
-    cfg.trainer.checkpoint_every_steps = total
+    cfg.trainer.checkpoint_every_steps = checkpoint_every_steps or total
     cfg.trainer.progress_bar = False
     with tempfile.TemporaryDirectory() as workdir:
         trainer = build_trainer(cfg, workdir)

@@ -216,7 +216,8 @@ class Trainer:
         TensorBoard history up to here. A step already saved is left alone."""
         if self._writer is not None:
             self._writer.flush()
-        callback_states = {type(cb).__name__: cb.state_dict() for cb in self.callbacks if cb.state_dict() is not None}
+        states = {type(callback).__name__: callback.state_dict() for callback in self.callbacks}
+        callback_states = {name: state for name, state in states.items() if state is not None}
         meta = {"config": self.config, "callbacks": callback_states}
         if self.checkpoints.save(step, state, meta, metric=metric):
             for callback in self.callbacks:
