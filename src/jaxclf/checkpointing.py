@@ -43,6 +43,7 @@ RESUMABLE_KEYS = frozenset(
         "trainer.max_checkpoints_to_keep",
         "trainer.progress_bar",
         "trainer.reliability_diagrams",
+        "trainer.train_eval_examples",
         "optim.total_steps",  # follows trainer.max_steps: the cosine decay stretches
         "data.data_dir",
         "data.manual_dir",

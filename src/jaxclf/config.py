@@ -47,6 +47,9 @@ class TrainerConfig:
     max_checkpoints_to_keep: int = 3
     progress_bar: bool = True
     reliability_diagrams: bool = True  # an image per evaluation in TensorBoard
+    # The final evaluation also scores this many training examples, without
+    # augmentation: the train-minus-validation gap in summary.json.
+    train_eval_examples: int = 10000
     # A NaN or Inf in the loss or gradients: the update is never applied; then
     # stop the run (stop) or carry on, counting train/skipped_steps (skip).
     on_nonfinite: str = "stop"

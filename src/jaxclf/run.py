@@ -27,7 +27,7 @@ from jaxclf.callbacks import EarlyStopping
 from jaxclf.checkpointing import read_run_config
 from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import Normalizer, TrainLoader
-from jaxclf.data.splits import build_splits
+from jaxclf.data.splits import build_splits, head
 from jaxclf.describe import describe_model, format_description
 from jaxclf.errors import ConfigError
 from jaxclf.train_state import abstract_variables, count_params
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 FAILURE_FILE = "failure.json"
 EVALUATION_FILE = "evaluation.json"
-EVAL_SPLITS = ("validation", "test")
+EVAL_SPLITS = ("validation", "test")  # and "train" (its first trainer.train_eval_examples), when > 0
 
 
 def instantiate(node: Any) -> Any:
@@ -68,9 +68,18 @@ def build_trainer(cfg: DictConfig, workdir: str) -> Trainer:
             raise ConfigError(f"data.{key}={list(data[key])} is not valid; it needs one value per channel ({channels})")
     if min(data.std) <= 0:
         raise ConfigError(f"data.std={list(data.std)} is not valid; every value must be positive")
+    if cfg.trainer.train_eval_examples < 0:
+        raise ConfigError(
+            f"trainer.train_eval_examples={cfg.trainer.train_eval_examples} is not valid; "
+            "it must be 0 (no evaluation on training data) or more"
+        )
     augment = Augmenter(**data.augment)
     splits = build_splits(data, augment)
-    train_loader = TrainLoader(splits.pop("train"), data.batch_size, cfg.seed, hardware, data.prefetch, data.workers)
+    train_loader = TrainLoader(splits["train"], data.batch_size, cfg.seed, hardware, data.prefetch, data.workers)
+    if cfg.trainer.train_eval_examples:
+        splits["train"] = head(splits["train"], cfg.trainer.train_eval_examples)  # read without augmentation
+    else:
+        del splits["train"]
     stopping = cfg.trainer.early_stopping
     early_stopping = EarlyStopping(stopping.metric, stopping.mode, stopping.patience, stopping.min_delta) if stopping.metric else None
 
@@ -120,7 +129,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
         state = trainer.fit(state)
         trained_steps = int(state.step)
         state = trainer.best_state(state)
-        summary: dict[str, Any] = {split: trainer.evaluate(state, split) for split in EVAL_SPLITS}
+        summary: dict[str, Any] = evaluate_splits(trainer, state)
         summary.update(
             steps=trained_steps,
             tested_step=int(state.step),
@@ -130,6 +139,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
         )
         if trainer.early_stopping:
             summary["early_stopping"] = trainer.early_stopping.state_dict()
+        summary["hparams"] = trainer.hparams
         write_json_atomically(summary_path, summary)
     finally:
         trainer.close()
@@ -156,12 +166,25 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     trainer = build_trainer(run_cfg, workdir)
     try:
         state = trainer.restore_latest()
-        results: dict[str, Any] = {split: trainer.evaluate(state, split) for split in EVAL_SPLITS}
+        results = evaluate_splits(trainer, state)
         results["steps"] = int(state.step)
         write_json_atomically(os.path.join(workdir, EVALUATION_FILE), results)
     finally:
         trainer.close()
     logger.info("step %d: test accuracy %.4f, loss %.4f", results["steps"], results["test"]["accuracy"], results["test"]["loss"])
+    return results
+
+
+def evaluate_splits(trainer: Trainer, state: Any) -> dict[str, Any]:
+    """Metrics on validation, test and (when configured) training data; with
+    training data, ``train_minus_validation_accuracy``: the overfitting gap,
+    also written to TensorBoard as ``gap/train_minus_validation_accuracy``."""
+    results: dict[str, Any] = {split: trainer.evaluate(state, split) for split in EVAL_SPLITS}
+    if "train" in trainer.eval_splits:
+        results["train"] = trainer.evaluate(state, "train")
+        gap = results["train"]["accuracy"] - results["validation"]["accuracy"]
+        results["train_minus_validation_accuracy"] = gap
+        trainer.writer.write_scalars(int(state.step), {"gap/train_minus_validation_accuracy": gap})
     return results
 
 

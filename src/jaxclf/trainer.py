@@ -41,7 +41,7 @@ from jaxclf.train_state import TrainState, create_train_state, eval_step, train_
 logger = logging.getLogger(__name__)
 
 # TensorBoard prefix for each evaluation split.
-SPLIT_PREFIX = {"validation": "eval", "test": "test"}
+SPLIT_PREFIX = {"train": "train_eval", "validation": "eval", "test": "test"}
 NONFINITE_POLICIES = ("stop", "skip")
 
 

@@ -152,6 +152,20 @@ def subset(positions: np.ndarray, num_examples: int, seed: int) -> np.ndarray:
     return np.sort(positions[np.random.default_rng(seed).permutation(len(positions))[:num_examples]])
 
 
+def head(split: Split, num_examples: int) -> Split:
+    """The first ``num_examples`` of ``split`` (all of it if it is smaller)."""
+    if num_examples >= len(split):
+        return split
+    if isinstance(split, InMemorySplit):
+        return dataclasses.replace(
+            split,
+            images=split.images[:num_examples],
+            labels=split.labels[:num_examples],
+            source_indices=None if split.source_indices is None else split.source_indices[:num_examples],
+        )
+    return dataclasses.replace(split, source_indices=split.source_indices[:num_examples])
+
+
 def build_splits(data: Any, augment: Augmenter) -> dict[str, Split]:
     """The run's three splits from the ``data`` config."""
     image_shape = tuple(data.image_shape)
