@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,9 +193,16 @@ def test_describe_prints_parameters_and_flops_without_data(tmp_path):
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     result = run_launch("-m", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", "optim.learning_rate=-1,0.003", *TINY)
     assert result.returncode == 1  # Hydra reports the failed job once the sweep is done
-    failure = json.loads((tmp_path / "0" / "failure.json").read_text())
+    failed, finished = sorted(tmp_path.glob("[01]_optim.learning_rate=*"))
+    failure = json.loads((failed / "failure.json").read_text())
     assert failure["error"] == "ConfigError"
     assert failure["message"] == "optim.learning_rate=-1.0 is not valid; it must be positive"
     assert "jaxclf: error: optim.learning_rate=-1.0" in result.stderr
-    summary = json.loads((tmp_path / "1" / "summary.json").read_text())
-    assert summary["steps"] == 60 and not (tmp_path / "0" / "summary.json").exists()
+    summary = json.loads((finished / "summary.json").read_text())
+    assert summary["steps"] == 60 and not (failed / "summary.json").exists()
+
+    report = subprocess.run([sys.executable, "-m", "jaxclf.report", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "report.md").read_text()
+    assert "2 jobs in 2 settings: 1 finished, 1 failed, 0 unfinished" in text
+    assert f"| `{failed.name}` | ConfigError: optim.learning_rate=-1.0 is not valid; it must be positive |" in text

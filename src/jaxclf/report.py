@@ -43,12 +43,16 @@ COLUMNS = (
 CURVES = (("accuracy", "train/accuracy", "eval/accuracy"), ("loss", "train/loss", "eval/loss"))
 
 
+def sample_std(values: np.ndarray) -> float:
+    """Standard deviation over seeds with Bessel's correction (0 for one seed)."""
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
 def mean_std(values: np.ndarray, scale: float, unit: str) -> str:
     if values.size == 0:
         return "–"
     digits = 1 if scale == 100.0 else 3
-    std = values.std(ddof=1) * scale if values.size > 1 else 0.0
-    return f"{values.mean() * scale:.{digits}f} ± {std:.{digits}f}{unit}"
+    return f"{values.mean() * scale:.{digits}f} ± {sample_std(values) * scale:.{digits}f}{unit}"
 
 
 def signed_difference(values: np.ndarray, baseline: np.ndarray, scale: float, unit: str) -> str:
@@ -114,7 +118,7 @@ def write_report(sweep_dir: str, output_dir: str, baseline_name: str | None = No
         "",
         "Training curves are running averages over the training batches as trained (augmented, with dropout, "
         "against the run's own targets: for soft targets the loss includes their entropy); validation loss is "
-        "the NLL of the true labels. Thin lines: seeds; thick: their mean.",
+        "the NLL of the true labels (log scale). Thin lines: seeds; thick: their mean.",
         "",
         f"![test accuracy vs ECE]({ACCURACY_VS_ECE_FILE})",
         "",
@@ -149,6 +153,8 @@ def plot_curves(settings: Sequence[Setting], path: str) -> None:
                 if curves:
                     ax.plot(*mean_curve(curves), color=color, linewidth=2.0, label=label)
             ax.grid(alpha=0.3)
+            if panel == "loss":
+                ax.set_yscale("log")  # objectives differ in scale (a distillation loss carries T^2)
             if column == 0:
                 ax.set_ylabel(panel)
             if row == len(CURVES) - 1:
@@ -167,7 +173,7 @@ def plot_accuracy_vs_ece(settings: Sequence[Setting], path: str) -> None:
             continue
         ax.scatter(ece, accuracy, color=color, alpha=0.35, s=18)
         ax.errorbar(
-            ece.mean(), accuracy.mean(), xerr=ece.std(), yerr=accuracy.std(), color=color, marker="o", capsize=3, label=setting.name
+            ece.mean(), accuracy.mean(), xerr=sample_std(ece), yerr=sample_std(accuracy), color=color, marker="o", capsize=3, label=setting.name
         )
     ax.set_xlabel("test ECE (lower is better)")
     ax.set_ylabel("test accuracy (%)")

@@ -1,0 +1,153 @@
+"""Multirun studies end to end: presets, per-job records, the teacher trained
+once per sweep, the report, and the sweeper/launcher plugins."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from jaxclf.checkpointing import read_run_config
+
+from conftest import TINY, run_launch, tensorboard_scalars
+
+TEACHER = 'hydra.callbacks.teacher.overrides=["trainer.max_steps=40","trainer.progress_bar=false"]'
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, data_dir) -> Path:
+    """``experiment=soft_vs_hard`` cut to 2 settings x 2 seeds and TINY budgets."""
+    sweep_dir = tmp_path_factory.mktemp("study")
+    result = run_launch(
+        "-m", "experiment=soft_vs_hard", "labels=hard,distill", "seed=0,1", TEACHER,
+        f"hydra.sweep.dir={sweep_dir}", f"data.data_dir={data_dir}", *TINY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep_dir
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((path for path in sweep_dir.iterdir() if (path / ".hydra").is_dir()), key=lambda path: int(path.name.split("_")[0]))
+
+
+def test_a_sweep_lays_out_one_named_directory_per_job_with_its_records(study):
+    jobs = job_dirs(study)
+    # Named by number and overrides (the command line's TINY ones included; paths left out).
+    assert [job.name.split(",trainer.")[0] for job in jobs] == ["0_labels=hard,seed=0", "1_labels=hard,seed=1", "2_labels=distill,seed=0", "3_labels=distill,seed=1"]
+    assert all(job.name.endswith(",trainer.max_steps=60,trainer.progress_bar=False") for job in jobs)
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["steps"] == 60
+        assert summary["hparams"]["seed"] == int(job.name.split("seed=")[1][0])
+        assert summary["hparams"]["loss._target_"].endswith("distillation_from_run" if "distill" in job.name else "SoftmaxCrossEntropy")
+        gap = summary["train"]["accuracy"] - summary["validation"]["accuracy"]
+        assert summary["train_minus_validation_accuracy"] == pytest.approx(gap)
+        assert summary["train"]["num_examples"] == 1300  # every training digit, as trainer.train_eval_examples allows
+        scalars = tensorboard_scalars(job)
+        assert scalars["gap/train_minus_validation_accuracy"] == [(60, pytest.approx(gap))]
+        assert scalars["test/accuracy"] == [(60, pytest.approx(summary["test"]["accuracy"]))]
+
+
+def test_tensorboard_on_the_sweep_shows_every_job_with_its_hparams(study):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import metadata
+
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(study))
+    multiplexer.Reload()
+    sessions = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+    jobs = [job.name for job in job_dirs(study)]
+    assert sorted(sessions) == sorted(jobs + ["teacher"])
+    for job in jobs:
+        start = metadata.parse_session_start_info_plugin_data(sessions[job][metadata.SESSION_START_INFO_TAG])
+        assert start.hparams["seed"].number_value == int(job.split("seed=")[1][0])
+        assert start.hparams["model.hidden_sizes"].string_value == "[32]"
+        assert {"test/accuracy", "test/ece", "gap/train_minus_validation_accuracy"} <= set(multiplexer.Runs()[job]["tensors"])
+
+
+def test_the_teacher_is_trained_once_before_the_jobs_that_distil_from_it(study):
+    teacher = json.loads((study / "teacher" / "summary.json").read_text())
+    assert teacher["steps"] == 40 and teacher["hparams"]["model.hidden_sizes"] == "[256, 256]"
+    for job in job_dirs(study):
+        config = read_run_config(str(job))  # resolved, as the job ran
+        assert config["model"]["hidden_sizes"] == [32]
+        if "distill" in job.name:
+            assert Path(config["loss"]["teacher"]).resolve() == (study / "teacher").resolve()
+
+
+def test_the_report_tabulates_mean_and_std_over_seeds_and_draws_the_plots(study, tmp_path):
+    report = subprocess.run(
+        [Path(sys.executable).parent / "jaxclf-report", str(study), "--output", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.strip() == str(tmp_path / "report.md")
+    text = (tmp_path / "report.md").read_text()
+    rows = {line.split(" | ")[0].strip("| `"): line.split(" | ") for line in text.splitlines() if line.startswith("| `")}
+    assert list(rows) == ["labels=hard", "labels=distill"]
+
+    def summaries(setting: str) -> list[dict]:
+        return [json.loads((job / "summary.json").read_text()) for job in job_dirs(study) if f"_{setting}," in job.name]
+
+    for setting, cells in rows.items():
+        accuracy = np.array([summary["test"]["accuracy"] for summary in summaries(setting)]) * 100
+        gap = np.array([summary["train_minus_validation_accuracy"] for summary in summaries(setting)]) * 100
+        assert cells[1] == "2/2"
+        assert cells[2] == f"{accuracy.mean():.1f} ± {accuracy.std(ddof=1):.1f}%"
+        assert cells[5] == f"{gap.mean():.1f} ± {gap.std(ddof=1):.1f} pp"
+    hard = np.mean([summary["test"]["accuracy"] for summary in summaries("labels=hard")]) * 100
+    distill = np.mean([summary["test"]["accuracy"] for summary in summaries("labels=distill")]) * 100
+    assert rows["labels=hard"][6] == "baseline" and rows["labels=distill"][6] == f"{distill - hard:+.1f} pp"
+    assert re.search(r"Teacher \(`teacher/`\): test accuracy \d+\.\d\d%", text)
+    for plot, minimum_width in (("curves.png", 400), ("accuracy_vs_ece.png", 400)):
+        with Image.open(tmp_path / plot) as image:
+            assert image.format == "PNG" and image.width >= minimum_width
+        assert f"]({plot})" in text
+
+
+def test_the_report_runs_as_a_module_and_refuses_what_is_not_a_sweep(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "jaxclf.report", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"jaxclf-report: error: '{tmp_path}' holds no Hydra jobs")
+
+
+def test_optuna_searches_learning_rate_and_weight_decay_for_validation_accuracy(tmp_path, data_dir):
+    result = run_launch(
+        "-m", "experiment=search_lr_wd", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    trials = [json.loads((job / "summary.json").read_text()) for job in job_dirs(tmp_path)]
+    assert len(trials) == 2
+    assert best["best_value"] == pytest.approx(max(trial["validation"]["accuracy"] for trial in trials))
+    chosen = next(trial for trial in trials if trial["validation"]["accuracy"] == pytest.approx(best["best_value"]))
+    assert best["best_params"]["optim.learning_rate"] == pytest.approx(chosen["hparams"]["optim.learning_rate"])
+    assert best["best_params"]["optim.weight_decay"] == pytest.approx(chosen["hparams"]["optim.weight_decay"])
+
+
+def test_joblib_runs_the_jobs_in_parallel_processes(tmp_path, data_dir):
+    result = run_launch(
+        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in result.stderr + result.stdout
+    summaries = [json.loads((job / "summary.json").read_text()) for job in job_dirs(tmp_path)]
+    assert [summary["hparams"]["seed"] for summary in summaries] == [0, 1]
+    assert all(summary["steps"] == 60 for summary in summaries)
+
+
+def test_the_slurm_launcher_example_composes(compose):
+    from hydra.utils import instantiate
+
+    cfg = compose(["hydra/launcher=slurm", "hardware=gpu_single"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher.gpus_per_node == 1 and launcher.max_num_timeout == 3
+    assert "export XLA_PYTHON_CLIENT_PREALLOCATE=false" in launcher.setup
+    assert type(instantiate(launcher)).__name__ == "SlurmLauncher"
