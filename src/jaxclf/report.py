@@ -189,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", help="the setting the Δ columns compare against (default: the first)")
     args = parser.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard's reader imports TensorFlow, which greets at INFO
     try:
         path = write_report(args.sweep_dir, args.output or args.sweep_dir, args.baseline)
     except ConfigError as error:
