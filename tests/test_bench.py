@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # ~85 s together: a smoke test of each script, no timing asserted
 
 
 def test_overhead_benchmark_runs(data_dir):

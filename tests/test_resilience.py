@@ -115,6 +115,7 @@ def test_sigterm_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir, 
 
 
 def test_ctrl_c_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir):
+    handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs in the background
     code, stderr = launch_in_process(
         f"hydra.run.dir={tmp_path}",
         f"data.data_dir={data_dir}",
@@ -128,7 +129,7 @@ def test_ctrl_c_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir):
     [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
     assert message.startswith("jaxclf: stopped: SIGINT received: stopped at step 27 of 60")
     assert checkpoint_steps(tmp_path) == [20, 27] and not (tmp_path / "summary.json").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the handler is put back
 
 
 @pytest.mark.parametrize("damage", ["truncate", "remove"])

@@ -117,6 +117,7 @@ def test_the_report_runs_as_a_module_and_refuses_what_is_not_a_sweep(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith(f"jaxclf-report: error: '{tmp_path}' holds no Hydra jobs")
 
 
+@pytest.mark.slow  # a sweep of fresh processes, ~25 s
 def test_optuna_searches_learning_rate_and_weight_decay_for_validation_accuracy(tmp_path, data_dir):
     result = run_launch(
         "-m", "experiment=search_lr_wd", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY
@@ -131,6 +132,7 @@ def test_optuna_searches_learning_rate_and_weight_decay_for_validation_accuracy(
     assert best["best_params"]["optim.weight_decay"] == pytest.approx(chosen["hparams"]["optim.weight_decay"])
 
 
+@pytest.mark.slow  # a sweep of fresh processes, ~25 s
 def test_joblib_runs_the_jobs_in_parallel_processes(tmp_path, data_dir):
     result = run_launch(
         "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY
