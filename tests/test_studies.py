@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import TINY, run_launch, tensorboard_scalars
 from PIL import Image
 
 from jaxclf.checkpointing import read_run_config
-
-from conftest import TINY, run_launch, tensorboard_scalars
 
 TEACHER = 'hydra.callbacks.teacher.overrides=["trainer.max_steps=40","trainer.progress_bar=false"]'
 
@@ -34,19 +33,29 @@ def study(tmp_path_factory, data_dir) -> Path:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted((path for path in sweep_dir.iterdir() if (path / ".hydra").is_dir()), key=lambda path: int(path.name.split("_")[0]))
+    return sorted(
+        (path for path in sweep_dir.iterdir() if (path / ".hydra").is_dir()),
+        key=lambda path: int(path.name.split("_")[0]),
+    )
 
 
 def test_a_sweep_lays_out_one_named_directory_per_job_with_its_records(study):
     jobs = job_dirs(study)
     # Named by number and overrides (the command line's TINY ones included; paths left out).
-    assert [job.name.split(",trainer.")[0] for job in jobs] == ["0_labels=hard,seed=0", "1_labels=hard,seed=1", "2_labels=distill,seed=0", "3_labels=distill,seed=1"]
+    assert [job.name.split(",trainer.")[0] for job in jobs] == [
+        "0_labels=hard,seed=0",
+        "1_labels=hard,seed=1",
+        "2_labels=distill,seed=0",
+        "3_labels=distill,seed=1",
+    ]
     assert all(job.name.endswith(",trainer.max_steps=60,trainer.progress_bar=False") for job in jobs)
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
         assert summary["steps"] == 60
         assert summary["hparams"]["seed"] == int(job.name.split("seed=")[1][0])
-        assert summary["hparams"]["loss._target_"].endswith("distillation_from_run" if "distill" in job.name else "SoftmaxCrossEntropy")
+        assert summary["hparams"]["loss._target_"].endswith(
+            "distillation_from_run" if "distill" in job.name else "SoftmaxCrossEntropy"
+        )
         gap = summary["train"]["accuracy"] - summary["validation"]["accuracy"]
         assert summary["train_minus_validation_accuracy"] == pytest.approx(gap)
         assert summary["train"]["num_examples"] == 1300  # every training digit, as trainer.train_eval_examples allows
@@ -69,7 +78,11 @@ def test_tensorboard_on_the_sweep_shows_every_job_with_its_hparams(study):
         start = metadata.parse_session_start_info_plugin_data(sessions[job][metadata.SESSION_START_INFO_TAG])
         assert start.hparams["seed"].number_value == int(job.split("seed=")[1][0])
         assert start.hparams["model.hidden_sizes"].string_value == "[32]"
-        assert {"test/accuracy", "test/ece", "gap/train_minus_validation_accuracy"} <= set(multiplexer.Runs()[job]["tensors"])
+        assert {
+            "test/accuracy",
+            "test/ece",
+            "gap/train_minus_validation_accuracy",
+        } <= set(multiplexer.Runs()[job]["tensors"])
 
 
 def test_the_teacher_is_trained_once_before_the_jobs_that_distil_from_it(study):
@@ -84,7 +97,16 @@ def test_the_teacher_is_trained_once_before_the_jobs_that_distil_from_it(study):
 
 def test_the_report_tabulates_mean_and_std_over_seeds_and_draws_the_plots(study, tmp_path):
     report = subprocess.run(
-        [Path(sys.executable).parent / "jaxclf-report", str(study), "--output", str(tmp_path)], capture_output=True, text=True, timeout=120
+        [
+            Path(sys.executable).parent / "jaxclf-report",
+            str(study),
+            "--output",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert report.returncode == 0, report.stderr
     assert report.stdout.strip() == str(tmp_path / "report.md")
@@ -112,7 +134,13 @@ def test_the_report_tabulates_mean_and_std_over_seeds_and_draws_the_plots(study,
 
 
 def test_the_report_runs_as_a_module_and_refuses_what_is_not_a_sweep(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "jaxclf.report", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxclf.report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"jaxclf-report: error: '{tmp_path}' holds no Hydra jobs")
 

@@ -26,8 +26,6 @@ from matplotlib.figure import Figure
 from jaxclf.errors import ConfigError
 from jaxclf.sweep_results import Setting, group_by_setting, load_jobs, read_json
 
-logger = logging.getLogger(__name__)
-
 REPORT_FILE = "report.md"
 CURVES_FILE = "curves.png"
 ACCURACY_VS_ECE_FILE = "accuracy_vs_ece.png"
@@ -40,7 +38,10 @@ COLUMNS = (
     ("train − val accuracy", ("train_minus_validation_accuracy",), 100.0, " pp"),
 )
 # (panel, train tag, validation tag)
-CURVES = (("accuracy", "train/accuracy", "eval/accuracy"), ("loss", "train/loss", "eval/loss"))
+CURVES = (
+    ("accuracy", "train/accuracy", "eval/accuracy"),
+    ("loss", "train/loss", "eval/loss"),
+)
 
 
 def sample_std(values: np.ndarray) -> float:
@@ -63,14 +64,23 @@ def signed_difference(values: np.ndarray, baseline: np.ndarray, scale: float, un
 
 
 def markdown_table(settings: Sequence[Setting], baseline: Setting) -> list[str]:
-    header = ["setting", "seeds", *(column for column, *_ in COLUMNS), "Δ test accuracy", "Δ gap", "steps"]
+    header = [
+        "setting",
+        "seeds",
+        *(column for column, *_ in COLUMNS),
+        "Δ test accuracy",
+        "Δ gap",
+        "steps",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for setting in settings:
         cells = [f"`{setting.name}`", f"{len(setting.finished)}/{len(setting.jobs)}"]
         cells += [mean_std(setting.values(path), scale, unit) for _, path, scale, unit in COLUMNS]
         for _, path, scale, unit in (COLUMNS[0], COLUMNS[3]):
             unit = " pp" if unit == "%" else unit  # a difference of percentages
-            cells.append("baseline" if setting is baseline else signed_difference(setting.values(path), baseline.values(path), scale, unit))
+            cells.append(
+                "baseline" if setting is baseline else signed_difference(setting.values(path), baseline.values(path), scale, unit)
+            )
         steps = setting.values(("steps",))
         cells.append(f"{steps.mean():.0f}" if steps.size else "–")
         lines.append("| " + " | ".join(cells) + " |")
@@ -92,18 +102,23 @@ def write_report(sweep_dir: str, output_dir: str, baseline_name: str | None = No
     lines = [
         f"# Sweep `{sweep_dir}`",
         "",
-        f"{len(jobs)} jobs in {len(settings)} settings: {len(jobs) - len(failed) - len(unfinished)} finished, "
-        f"{len(failed)} failed, {len(unfinished)} unfinished. Mean ± sample standard deviation over seeds; "
-        f"Δ against `{baseline.name}`; the gap is training accuracy (the first "
-        "`trainer.train_eval_examples` training examples, without augmentation) minus validation accuracy, "
-        "in percentage points, for the tested model.",
+        (
+            f"{len(jobs)} jobs in {len(settings)} settings: {len(jobs) - len(failed) - len(unfinished)} finished, "
+            f"{len(failed)} failed, {len(unfinished)} unfinished. Mean ± sample standard deviation over seeds; "
+            f"Δ against `{baseline.name}`; the gap is training accuracy (the first "
+            "`trainer.train_eval_examples` training examples, without augmentation) minus validation accuracy, "
+            "in percentage points, for the tested model."
+        ),
         "",
         *markdown_table(settings, baseline),
         "",
     ]
     teacher = read_json(os.path.join(sweep_dir, "teacher", "summary.json"))
     if teacher:
-        lines += [f"Teacher (`teacher/`): test accuracy {teacher['test']['accuracy']:.2%}, ECE {teacher['test']['ece']:.3f}.", ""]
+        lines += [
+            f"Teacher (`teacher/`): test accuracy {teacher['test']['accuracy']:.2%}, ECE {teacher['test']['ece']:.3f}.",
+            "",
+        ]
     if failed or unfinished:
         lines += ["## Jobs without results", "", "| job | error |", "|---|---|"]
         for job in failed:
@@ -116,9 +131,11 @@ def write_report(sweep_dir: str, output_dir: str, baseline_name: str | None = No
         "",
         f"![training vs validation curves]({CURVES_FILE})",
         "",
-        "Training curves are running averages over the training batches as trained (augmented, with dropout, "
-        "against the run's own targets: for soft targets the loss includes their entropy); validation loss is "
-        "the NLL of the true labels (log scale). Thin lines: seeds; thick: their mean.",
+        (
+            "Training curves are running averages over the training batches as trained (augmented, with dropout, "
+            "against the run's own targets: for soft targets the loss includes their entropy); validation loss is "
+            "the NLL of the true labels (log scale). Thin lines: seeds; thick: their mean."
+        ),
         "",
         f"![test accuracy vs ECE]({ACCURACY_VS_ECE_FILE})",
         "",
@@ -131,9 +148,11 @@ def write_report(sweep_dir: str, output_dir: str, baseline_name: str | None = No
     return path
 
 
-def mean_curve(curves: Sequence[list[tuple[int, float]]]) -> tuple[np.ndarray, np.ndarray]:
+def mean_curve(
+    curves: Sequence[list[tuple[int, float]]],
+) -> tuple[np.ndarray, np.ndarray]:
     """The mean over seeds at the steps every seed logged."""
-    common = sorted(set.intersection(*(set(step for step, _ in curve) for curve in curves)))
+    common = sorted(set.intersection(*({step for step, _ in curve} for curve in curves)))
     by_step = [dict(curve) for curve in curves]
     return np.asarray(common), np.asarray([np.mean([values[step] for values in by_step]) for step in common])
 
@@ -146,7 +165,10 @@ def plot_curves(settings: Sequence[Setting], path: str) -> None:
         axes[0, column].set_title(setting.name, fontsize=9)
         for row, (panel, train_tag, validation_tag) in enumerate(CURVES):
             ax = axes[row, column]
-            for tag, color, label in ((train_tag, "tab:blue", "train"), (validation_tag, "tab:orange", "validation")):
+            for tag, color, label in (
+                (train_tag, "tab:blue", "train"),
+                (validation_tag, "tab:orange", "validation"),
+            ):
                 curves = [job_scalars[tag] for job_scalars in scalars if job_scalars.get(tag)]
                 for curve in curves:
                     ax.plot(*zip(*curve), color=color, alpha=0.25, linewidth=0.8)
@@ -168,12 +190,22 @@ def plot_accuracy_vs_ece(settings: Sequence[Setting], path: str) -> None:
     ax = figure.subplots()
     for index, setting in enumerate(settings):
         color = f"C{index % 10}"
-        accuracy, ece = setting.values(("test", "accuracy")) * 100, setting.values(("test", "ece"))
+        accuracy, ece = (
+            setting.values(("test", "accuracy")) * 100,
+            setting.values(("test", "ece")),
+        )
         if accuracy.size == 0 or accuracy.size != ece.size:
             continue
         ax.scatter(ece, accuracy, color=color, alpha=0.35, s=18)
         ax.errorbar(
-            ece.mean(), accuracy.mean(), xerr=sample_std(ece), yerr=sample_std(accuracy), color=color, marker="o", capsize=3, label=setting.name
+            ece.mean(),
+            accuracy.mean(),
+            xerr=sample_std(ece),
+            yerr=sample_std(accuracy),
+            color=color,
+            marker="o",
+            capsize=3,
+            label=setting.name,
         )
     ax.set_xlabel("test ECE (lower is better)")
     ax.set_ylabel("test accuracy (%)")
@@ -184,9 +216,18 @@ def plot_accuracy_vs_ece(settings: Sequence[Setting], path: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jaxclf-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", help="a multirun sweep directory, e.g. multirun/2026-11-28/10-00-00")
-    parser.add_argument("--output", help="where to write report.md and the plots (default: the sweep directory)")
-    parser.add_argument("--baseline", help="the setting the Δ columns compare against (default: the first)")
+    parser.add_argument(
+        "sweep_dir",
+        help="a multirun sweep directory, e.g. multirun/2026-11-28/10-00-00",
+    )
+    parser.add_argument(
+        "--output",
+        help="where to write report.md and the plots (default: the sweep directory)",
+    )
+    parser.add_argument(
+        "--baseline",
+        help="the setting the Δ columns compare against (default: the first)",
+    )
     args = parser.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard's reader imports TensorFlow, which greets at INFO

@@ -37,7 +37,10 @@ class TrainTeacher(Callback):
         self.overrides = list(overrides)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from jaxclf.run import SUMMARY_FILE, train_and_evaluate  # JAX loads only when a sweep starts
+        from jaxclf.run import (  # JAX loads only when a sweep starts
+            SUMMARY_FILE,
+            train_and_evaluate,
+        )
 
         if os.path.exists(os.path.join(self.directory, SUMMARY_FILE)):
             logger.info("Teacher: %s has finished; using it", self.directory)

@@ -34,11 +34,6 @@ class Job:
     def name(self) -> str:
         return os.path.basename(self.directory)
 
-    @property
-    def seed(self) -> str:
-        values = [value for key, value in map(split_override, self.overrides) if key == SEED_KEY]
-        return values[0] if values else "0"
-
     def scalars(self) -> dict[str, list[tuple[int, float]]]:
         return read_scalars(self.directory)
 
@@ -93,7 +88,9 @@ def load_jobs(sweep_dir: str) -> list[Job]:
                 )
             )
     if not jobs:
-        raise ConfigError(f"{sweep_dir!r} holds no Hydra jobs (subdirectories with .hydra/overrides.yaml); is it a multirun sweep directory?")
+        raise ConfigError(
+            f"{sweep_dir!r} holds no Hydra jobs (subdirectories with .hydra/overrides.yaml); is it a multirun sweep directory?"
+        )
     return sorted(jobs, key=lambda job: job_number(job.name))
 
 
