@@ -64,25 +64,46 @@ def test_a_sweep_lays_out_one_named_directory_per_job_with_its_records(study):
         assert scalars["test/accuracy"] == [(60, pytest.approx(summary["test"]["accuracy"]))]
 
 
-def test_tensorboard_on_the_sweep_shows_every_job_with_its_hparams(study):
-    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
-    from tensorboard.plugins.hparams import metadata
+def tensorboard_post(logdir: Path, route: str, request: dict) -> dict:
+    """Asks TensorBoard itself (its WSGI app with every default plugin, reading ``logdir``)."""
+    from tensorboard import default, program
+    from tensorboard.backend import application
+    from tensorboard.backend.event_processing import data_ingester
+    from werkzeug.test import Client
 
-    multiplexer = EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(str(study))
-    multiplexer.Reload()
-    sessions = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)
-    jobs = [job.name for job in job_dirs(study)]
-    assert sorted(sessions) == sorted(jobs + ["teacher"])
+    board = program.TensorBoard(plugins=default.get_plugins())
+    board.configure(argv=[None, "--logdir", str(logdir), "--load_fast=false", "--reload_task=blocking", "--reload_interval=0"])
+    ingester = data_ingester.LocalDataIngester(board.flags)
+    ingester.start()
+    app = application.TensorBoardWSGIApp(
+        board.flags, board.plugin_loaders, ingester.data_provider, board.assets_zip_provider, ingester.deprecated_multiplexer
+    )
+    response = Client(app).post(route, json=request, headers={"X-XSRF-Protected": "1"})
+    assert response.status_code == 200, response.data
+    return json.loads(response.data)
+
+
+def test_tensorboards_hparams_tab_compares_the_jobs_by_config_and_final_metrics(study):
+    request = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [{"hparam": "seed"}, {"metric": {"tag": "test/accuracy", "group": ""}}],
+        "startIndex": 0,
+        "sliceSize": 100,
+    }
+    groups = tensorboard_post(study, "/data/plugin/hparams/session_groups", request)["sessionGroups"]
+    sessions = {session["name"]: session for group in groups for session in group["sessions"]}
+    jobs = job_dirs(study)
+    assert sorted(sessions) == sorted([job.name for job in jobs] + ["teacher"])
     for job in jobs:
-        start = metadata.parse_session_start_info_plugin_data(sessions[job][metadata.SESSION_START_INFO_TAG])
-        assert start.hparams["seed"].number_value == int(job.split("seed=")[1][0])
-        assert start.hparams["model.hidden_sizes"].string_value == "[32]"
-        assert {
-            "test/accuracy",
-            "test/ece",
-            "gap/train_minus_validation_accuracy",
-        } <= set(multiplexer.Runs()[job]["tensors"])
+        summary = json.loads((job / "summary.json").read_text())
+        [group] = [group for group in groups if any(session["name"] == job.name for session in group["sessions"])]
+        assert group["hparams"]["seed"] == summary["hparams"]["seed"]
+        assert group["hparams"]["model.hidden_sizes"] == "[32]"
+        metrics = {value["name"]["tag"]: value["value"] for value in sessions[job.name]["metricValues"]}
+        assert metrics["test/accuracy"] == pytest.approx(summary["test"]["accuracy"])
+        assert metrics["test/ece"] == pytest.approx(summary["test"]["ece"])
+        assert metrics["gap/train_minus_validation_accuracy"] == pytest.approx(summary["train_minus_validation_accuracy"])
 
 
 def test_the_teacher_is_trained_once_before_the_jobs_that_distil_from_it(study):
