@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, checkpoint_steps, digest, run_launch, tensorboard_scalars
+from conftest import TINY, checkpoint_steps, digest, launch_in_process, run_launch, tensorboard_scalars
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.util import tensor_util
 
@@ -76,6 +77,19 @@ def test_evaluate_mode_reproduces_the_test_accuracy(finished_run, data_dir):
     assert evaluation["test"]["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-6)
     assert digest(finished_run / "checkpoints") == before
     assert (finished_run / ".hydra" / "config.yaml").read_bytes() == saved_config
+
+
+def test_evaluate_mode_reads_a_run_saved_before_a_trainer_key_existed(finished_run, data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    meta = run_dir / "checkpoints" / "60" / "meta" / "metadata"
+    saved = json.loads(meta.read_text())
+    del saved["config"]["trainer"]["train_eval_examples"]  # added after this run, say
+    meta.write_text(json.dumps(saved))
+    code, stderr = launch_in_process("mode=evaluate", f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}")
+    assert code == 0, stderr
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert evaluation["train"]["num_examples"] == 1300  # the key's default, 10,000, covers all of them
 
 
 def test_rerunning_a_finished_run_changes_nothing(finished_run, data_dir):

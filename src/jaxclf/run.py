@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxclf import hardware as hardware_lib
 from jaxclf.callbacks import EarlyStopping
 from jaxclf.checkpointing import read_run_config
+from jaxclf.config import TrainerConfig
 from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import Normalizer, TrainLoader
 from jaxclf.data.splits import build_splits, head
@@ -160,6 +161,7 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     ``hardware`` and ``data.data_dir`` come from the current config.
     """
     run_cfg = OmegaConf.create(read_run_config(workdir))
+    run_cfg.trainer = OmegaConf.merge(TrainerConfig, run_cfg.trainer)  # a run saved before a trainer key existed gets its default
     run_cfg.hardware = cfg.hardware
     run_cfg.data.data_dir = cfg.data.data_dir
     run_cfg.trainer.resume = True
