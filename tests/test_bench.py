@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow  # ~85 s together: a smoke test of each script, no timing asserted
+pytestmark = pytest.mark.slow  # ~2 min together: a smoke test of each script, no timing asserted
 
 
 def test_overhead_benchmark_runs(data_dir):
@@ -49,3 +49,12 @@ def test_checkpoint_benchmark_runs(data_dir):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[2].startswith("| mlp | 85,002 |")
     assert "with one every 10 steps" in result.stdout
+
+
+def test_launchers_benchmark_runs(data_dir):
+    result = _run("bench/launchers.py", "--jobs", "1", "--repeats", "1", "trainer.max_steps=10", f"data.data_dir={data_dir}")
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()
+    assert rows[2].startswith("default (in process)") and rows[2].split()[-1] == "1.00"
+    assert rows[3].startswith("joblib, n_jobs=2")
+    assert rows[4] == "test accuracies identical"  # the launcher changes where jobs run, not what they compute
