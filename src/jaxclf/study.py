@@ -58,7 +58,7 @@ def teacher_overrides(task_overrides: list[str]) -> list[str]:
     (not a sweep, not a study group), as strings ``compose`` takes."""
     kept = []
     for override in OverridesParser.create().parse_overrides(task_overrides):
-        if override.is_sweep_override() or override.get_key_element().lstrip("+~") in STUDY_GROUPS:
+        if override.is_sweep_override() or override.key_or_group in STUDY_GROUPS:
             continue
         kept.append(override.input_line)
     return kept

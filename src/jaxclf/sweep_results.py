@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from jaxclf.errors import ConfigError
@@ -59,11 +60,6 @@ class Setting:
         return np.asarray(found)
 
 
-def split_override(override: str) -> tuple[str, str]:
-    key, _, value = override.partition("=")
-    return key.lstrip("+~"), value
-
-
 def read_json(path: str) -> dict[str, Any] | None:
     if not os.path.exists(path):
         return None
@@ -104,7 +100,8 @@ def group_by_setting(jobs: Sequence[Job]) -> list[Setting]:
     shared = set.intersection(*(set(job.overrides) for job in jobs))
     settings: dict[str, Setting] = {}
     for job in jobs:
-        varying = [item for item in job.overrides if item not in shared and split_override(item)[0] != SEED_KEY]
+        parsed = OverridesParser.create().parse_overrides(job.overrides)
+        varying = [item.input_line for item in parsed if item.input_line not in shared and item.key_or_group != SEED_KEY]
         name = ", ".join(varying) or "(all jobs)"
         settings.setdefault(name, Setting(name, [])).jobs.append(job)
     return list(settings.values())
