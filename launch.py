@@ -21,7 +21,8 @@ from jaxclf.errors import ConfigError, Preempted, RunStopped
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    from jaxclf.run import record_failure, run  # imported here so that a bad command line fails fast
+    from jaxclf.run import run  # imported here so that a bad command line fails fast
+    from jaxclf.runs import record_failure
 
     hydra_config = HydraConfig.get()
     try:

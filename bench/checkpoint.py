@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from overhead import trainer_steps_per_sec  # bench/ is this script's directory
 
 import jaxclf.config  # noqa: F401  (registers the schema)
-from jaxclf.checkpointing import CheckpointStore
+from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.train_state import count_params, create_train_state
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -61,7 +61,7 @@ def save_times(overrides: list[str], repeats: int) -> dict[str, float]:
     jax.block_until_ready(state)
     blocking, total = [], []
     with tempfile.TemporaryDirectory() as directory:
-        store = CheckpointStore(directory, max_to_keep=1)
+        store = CheckpointStore(directory, Retention(latest=1))
         for step in range(1, repeats + 2):  # the first save warms up orbax
             start = time.perf_counter()
             store.save(step, state, {"config": None})
@@ -82,7 +82,7 @@ def save_times(overrides: list[str], repeats: int) -> dict[str, float]:
 
 def training_steps_per_sec(steps: int, checkpoint_every: int, data_dir: str | None) -> float:
     """The default model's steps/s over the second half of ``steps`` (the first compiles)."""
-    cfg = _compose([*([f"data.data_dir={data_dir}"] if data_dir else []), "trainer.reliability_diagrams=false"])
+    cfg = _compose([*([f"data.data_dir={data_dir}"] if data_dir else []), "callbacks.tensorboard.reliability_diagrams=false"])
     warmup = steps // 2
     return trainer_steps_per_sec(cfg, warmup, steps - warmup, cfg.trainer.steps_per_call, checkpoint_every)
 

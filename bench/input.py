@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
 
 import jaxclf.config  # noqa: F401  (registers the schema)
@@ -46,7 +47,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def digits_split(data_dir: str | None) -> InMemorySplit:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"data.data_dir={data_dir}"] if data_dir else [])
-    return build_splits(cfg.data, Augmenter(**cfg.data.augment))["train"]
+    return build_splits(OmegaConf.to_object(cfg.data))["train"]
 
 
 def cifar_split() -> InMemorySplit:
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="TFDS data dir holding (or receiving) the digits")
     args = parser.parse_args()
 
-    hardware = hardware_lib.setup("cpu", "float32", distributed=False)
+    hardware = hardware_lib.setup(hardware_lib.HardwareConfig())
     inputs = {
         "digits": digits_split(args.data_dir),
         "cifar": cifar_split(),

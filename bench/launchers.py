@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def sweep(launcher_overrides: list[str], jobs: int, overrides: list[str], sweep_dir: str) -> tuple[float, list[float]]:
     """Runs one sweep; returns its wall time and the jobs' test accuracies, by seed."""
     seeds = ",".join(str(seed) for seed in range(jobs))
-    command = [sys.executable, str(ROOT / "launch.py"), "-m", f"seed={seeds}", "trainer.progress_bar=false"]
+    command = [sys.executable, str(ROOT / "launch.py"), "-m", f"seed={seeds}", "callbacks.progress_bar=null"]
     start = time.perf_counter()
     subprocess.run([*command, *launcher_overrides, *overrides, f"hydra.sweep.dir={sweep_dir}"], check=True, capture_output=True)
     elapsed = time.perf_counter() - start

@@ -4,10 +4,10 @@ Both train the default model (``python launch.py``'s MLP on digits) with the
 same optimizer, loss, batch size and ``train_step``, in this one process, after
 compilation. The bare loop is what one writes by hand: a numpy permutation per
 epoch, ``jax.device_put`` of each batch, one jitted, donated step per call, no
-metrics, logging, evaluation or checkpoints. The Trainer runs as configured
-(train metrics merged on device and written every ``log_every_steps``, CLU
-progress reports, the progress bar off), with evaluation and checkpointing
-pushed to the last step, outside the timed window.
+metrics, logging, evaluation or checkpoints. The Trainer runs with the
+default callbacks (train metrics merged on device and written to TensorBoard
+every ``callbacks.tensorboard.every_steps``, the progress bar off), with
+evaluation and checkpointing pushed to the last step, outside the timed window.
 
     python bench/overhead.py [--steps 3000] [--repeats 3] [hydra overrides ...]
 """
@@ -26,9 +26,13 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from omegaconf import OmegaConf
+
 import jaxclf.config  # noqa: F401  (registers the schema)
+from jaxclf import hardware as hardware_lib
 from jaxclf.callbacks import Callback
-from jaxclf.run import build_trainer
+from jaxclf.data.splits import InMemorySplit
+from jaxclf.run import build_callbacks, build_classifier, build_data, build_trainer
 from jaxclf.train_state import create_train_state, train_step
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -59,21 +63,22 @@ def trainer_steps_per_sec(
     total = warmup + steps
     cfg.trainer.max_steps = total
     cfg.trainer.steps_per_call = steps_per_call
-    cfg.trainer.eval_every_steps = total
-    cfg.trainer.checkpoint_every_steps = checkpoint_every_steps or total
-    cfg.trainer.progress_bar = False
+    cfg.callbacks.evaluation.every_steps = total
+    cfg.callbacks.checkpoint.every_steps = checkpoint_every_steps or total
+    cfg.callbacks.progress_bar = None
+    hardware = hardware_lib.setup(OmegaConf.to_object(cfg.hardware))
+    classifier, data = build_classifier(cfg), build_data(cfg, hardware)
+    stopwatch = Stopwatch(warmup, total)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = build_trainer(cfg, workdir)
-        stopwatch = Stopwatch(warmup, total)
-        trainer.callbacks.append(stopwatch)
-        trainer.fit()
+        trainer = build_trainer(cfg, workdir, hardware, [*build_callbacks(cfg), stopwatch])
+        trainer.fit(classifier, data)
         trainer.close()
+    data.close()
     return steps / stopwatch.seconds
 
 
-def bare_loop_steps_per_sec(cfg, trainer_like, warmup: int, steps: int) -> float:
+def bare_loop_steps_per_sec(cfg, split: InMemorySplit, warmup: int, steps: int) -> float:
     """A hand-written loop over the same data, model, optimizer and step."""
-    split = trainer_like.train_loader.split
     batch_size = cfg.data.batch_size
     steps_per_epoch = len(split) // batch_size
     model, tx, objective = instantiate(cfg.model), instantiate(cfg.optim), instantiate(cfg.loss)
@@ -109,13 +114,13 @@ def main() -> None:
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=args.overrides)
-    with tempfile.TemporaryDirectory() as workdir:
-        reference = build_trainer(cfg.copy(), workdir)  # for its loaded data
-        reference.close()
+    data = build_data(cfg, hardware_lib.setup(OmegaConf.to_object(cfg.hardware)))
+    split = data.train.split
+    data.close()
 
     results: dict[str, list[float]] = {"bare loop": [], "Trainer, 1 step/call": [], "Trainer, 10 steps/call": []}
     for _ in range(args.repeats):
-        results["bare loop"].append(bare_loop_steps_per_sec(cfg, reference, args.warmup, args.steps))
+        results["bare loop"].append(bare_loop_steps_per_sec(cfg, split, args.warmup, args.steps))
         results["Trainer, 1 step/call"].append(trainer_steps_per_sec(cfg.copy(), args.warmup, args.steps, 1))
         results["Trainer, 10 steps/call"].append(trainer_steps_per_sec(cfg.copy(), args.warmup, args.steps, 10))
 

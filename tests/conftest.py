@@ -32,10 +32,10 @@ def data_dir(tmp_path_factory) -> str:
 # A run of the default model small enough for end-to-end tests.
 TINY = (
     "trainer.max_steps=60",
-    "trainer.eval_every_steps=20",
-    "trainer.checkpoint_every_steps=20",
-    "trainer.log_every_steps=20",
-    "trainer.progress_bar=false",
+    "callbacks.evaluation.every_steps=20",
+    "callbacks.checkpoint.every_steps=20",
+    "callbacks.tensorboard.every_steps=20",
+    "callbacks.progress_bar=null",
 )
 
 
@@ -140,7 +140,7 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 
 class SignalAtStep(Callback):
     """Sends ``signal_number`` to this process once training reaches ``step``:
-    preemption, deterministically (``+trainer.callbacks.NAME._target_=conftest.SignalAtStep``)."""
+    preemption, deterministically (``+callbacks.NAME._target_=conftest.SignalAtStep``)."""
 
     def __init__(self, step: int, signal_number: int):
         self.step, self.signal_number, self.sent = step, signal_number, False

@@ -7,9 +7,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from conftest import CONF_DIR
+from conftest import CONF_DIR, run_launch
 
-GROUPS = ("model", "loss", "data", "hardware", "optim", "trainer", "experiment")
+GROUPS = ("model", "loss", "data", "hardware", "optim", "trainer", "callbacks", "experiment")
 
 
 def _options(group: str) -> list[str]:
@@ -22,7 +22,7 @@ def test_every_option_composes_and_resolves(compose, group, option):
     assert cfg.hydra.runtime.choices[group] == option
     job_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     container = OmegaConf.to_container(job_config, resolve=True, throw_on_missing=True)
-    assert container[group] if group != "experiment" else container  # interpolations resolve
+    assert group == "experiment" or container[group] or (group, option) == ("callbacks", "none")  # interpolations resolve
 
 
 def test_expected_options_exist():
@@ -43,9 +43,9 @@ def test_defaults(compose):
     assert str(cfg.mode.value) == "fit" and cfg.seed == 0
     for key in (
         "trainer.max_steps",
-        "trainer.eval_every_steps",
-        "trainer.checkpoint_every_steps",
-        "trainer.log_every_steps",
+        "callbacks.evaluation.every_steps",
+        "callbacks.checkpoint.every_steps",
+        "callbacks.tensorboard.every_steps",
         "trainer.resume",
         "data.batch_size",
         "optim.learning_rate",
@@ -91,14 +91,55 @@ def test_unknown_group_option_fails(compose):
         compose(["model=transformer9000"])
 
 
+@pytest.mark.parametrize("group", ["model", "loss", "optim", "data", "hardware", "trainer", "callbacks"])
+def test_an_unknown_option_lists_exactly_the_yaml_files(compose, group):
+    """The schemas the options extend are not options themselves."""
+    with pytest.raises(ConfigCompositionException) as error:
+        compose([f"{group}=no_such_option"])
+    listing = str(error.value).split(f"Available options in '{group}':")[1].split("Config search path:")[0]
+    listed = [line.strip() for line in listing.splitlines() if line.strip()]
+    assert listed == _options(group)
+
+
+def test_help_lists_no_schema_node():
+    result = run_launch("--help")
+    assert result.returncode == 0, result.stderr
+    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    assert "model: linear, mlp, resnet18" in groups and "schema" not in groups and "base_" not in groups
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.pool=max",
+        "model.posemb=rope",
+        "hardware.platform=fpga",
+        "hardware.compute_dtype=int8",
+        "trainer.on_nonfinite=ignore",
+        "evaluation.splits=[validation,holdout]",
+    ],
+)
+def test_closed_choices_fail_at_compose_time(compose, override):
+    with pytest.raises(ConfigCompositionException) as error:
+        compose(["model=vit", override])
+    assert "Invalid value" in str(error.value.__cause__) and "expected one of" in str(error.value.__cause__)
+
+
+def test_resnet_choices_are_closed_too(compose):
+    for override in ("model.stem=tiny", "model.block=wide"):
+        with pytest.raises(ConfigCompositionException) as error:
+            compose(["model=resnet18", override])
+        assert "expected one of" in str(error.value.__cause__)
+
+
 def test_binary_experiment_has_a_single_logit_head(compose):
     cfg = compose(["experiment=binary_digits"])
     assert cfg.model.num_classes == 1 and cfg.data.num_classes == 2
-    assert cfg.loss._target_ == "jaxclf.objectives.SigmoidCrossEntropy"
+    assert cfg.loss.loss_fn._target_ == "jaxclf.losses.sigmoid_cross_entropy"
 
 
 def test_loss_options(compose):
     assert compose(["loss=soft_ce"]).loss.label_smoothing == 0.1
     assert compose(["loss=ce"]).loss.label_smoothing == 0.0
     distill = compose(["loss=distill", "loss.teacher=/some/run", "loss.temperature=2"])
-    assert distill.loss.temperature == 2.0 and distill.loss.num_classes == 10
+    assert distill.loss.temperature == 2.0 and distill.loss.alpha == 0.9 and distill.loss.teacher == "/some/run"

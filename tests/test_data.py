@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from omegaconf import OmegaConf
 from sklearn.datasets import load_digits
 
 from jaxclf import hardware as hardware_lib
@@ -20,12 +21,12 @@ IDENTITY = Normalizer([0.0], [1.0])
 
 @pytest.fixture(scope="module")
 def hardware():
-    return hardware_lib.setup("cpu", "float32", distributed=False)
+    return hardware_lib.setup(hardware_lib.HardwareConfig())
 
 
 def _splits(compose, data_dir: str, *overrides: str) -> dict[str, InMemorySplit]:
     cfg = compose([f"data.data_dir={data_dir}", *overrides])
-    return build_splits(cfg.data, Augmenter(**cfg.data.augment))
+    return build_splits(OmegaConf.to_object(cfg.data))
 
 
 def test_digits_splits_are_the_documented_seeded_permutation(data_dir, compose):

@@ -9,9 +9,10 @@ import re
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from omegaconf import OmegaConf
 
 from jaxclf import hardware as hardware_lib
-from jaxclf.data.augment import Augmenter, inception_crop, resize_and_centre_crop
+from jaxclf.data.augment import inception_crop, resize_and_centre_crop
 from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
 from jaxclf.data.splits import EncodedSplit, InMemorySplit, build_splits, holdout, subset
 from jaxclf.errors import ConfigError
@@ -22,13 +23,13 @@ HELD_OUT = 8
 
 @pytest.fixture(scope="module")
 def hardware():
-    return hardware_lib.setup("cpu", "float32", distributed=False)
+    return hardware_lib.setup(hardware_lib.HardwareConfig())
 
 
 def _mock_splits(compose, name: str, *overrides: str):
     cfg = compose([f"data={name}", f"data.validation_holdout={HELD_OUT}", "data.batch_size=8", *overrides])
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-        return cfg, build_splits(cfg.data, Augmenter(**cfg.data.augment))
+        return cfg, build_splits(OmegaConf.to_object(cfg.data))
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012"])
@@ -72,7 +73,7 @@ def test_production_holdouts_are_disjoint_fixed_and_sized():
 def test_training_subsets_are_nested_across_sizes_and_seeded(compose, data_dir):
     def positions(examples: int, seed: int) -> set[int]:
         cfg = compose([f"data.data_dir={data_dir}", f"data.train_examples={examples}", f"seed={seed}"])
-        splits = build_splits(cfg.data, Augmenter())
+        splits = build_splits(OmegaConf.to_object(cfg.data))
         assert len(splits["validation"]) == 200 and len(splits["test"]) == 297  # evaluation stays whole
         return set(splits["train"].source_indices.tolist())
 
@@ -84,18 +85,20 @@ def test_training_subsets_are_nested_across_sizes_and_seeded(compose, data_dir):
 
 
 def test_validation_split_and_holdout_are_exclusive(compose, data_dir):
+    from jaxclf.config import validate
+
     cfg = compose([f"data.data_dir={data_dir}", "data.validation_holdout=100"])
     with pytest.raises(ConfigError, match="set exactly one"):
-        build_splits(cfg.data, Augmenter())
+        validate(cfg)
 
 
 def test_synthetic_data_has_any_shape_and_class_count(compose):
     cfg = compose(["data=synthetic", "data.image_shape=[12,10,2]", "data.num_classes=7", "data.synthetic_examples.train=50"])
-    splits = build_splits(cfg.data, Augmenter())
+    splits = build_splits(OmegaConf.to_object(cfg.data))
     images, labels = splits["train"].read(np.arange(50))
     assert images.shape == (50, 12, 10, 2) and images.dtype == np.uint8
     assert set(labels.tolist()) <= set(range(7)) and len(set(labels.tolist())) > 3
-    again, _ = build_splits(cfg.data, Augmenter())["train"].read(np.arange(50))
+    again, _ = build_splits(OmegaConf.to_object(cfg.data))["train"].read(np.arange(50))
     np.testing.assert_array_equal(images, again)  # fixed, not drawn per run
 
 
@@ -148,7 +151,7 @@ def test_data_that_is_not_there_is_a_config_error_saying_how_to_prepare_it(compo
     names = {"data_dir": data_dir, "empty": str(tmp_path)}
     cfg = compose([f"data.data_dir={data_dir}", *(override.format(**names) for override in overrides)])
     with pytest.raises(ConfigError) as error:
-        build_splits(cfg.data, Augmenter())
+        build_splits(OmegaConf.to_object(cfg.data))
     assert message.format(**names) in str(error.value) and "\n" not in str(error.value)
     hint = "data.manual_dir" if cfg.data.name == "imagenet2012" else "tfds build"
     assert hint in str(error.value)

@@ -28,9 +28,9 @@ from conftest import (
 
 
 def _final_params(run_dir: Path) -> list[np.ndarray]:
-    from jaxclf.checkpointing import restore_model_from_run
+    from jaxclf.runs import restore_model
 
-    _, variables, _ = restore_model_from_run(str(run_dir))
+    _, variables, _ = restore_model(str(run_dir))
     return [np.asarray(leaf) for leaf in jax.tree.leaves(variables)]
 
 
@@ -40,7 +40,7 @@ def _launch_command(run_dir: Path, data_dir: str, *overrides: str) -> list[str]:
         str(ROOT / "launch.py"),
         f"hydra.run.dir={run_dir}",
         f"data.data_dir={data_dir}",
-        "trainer.progress_bar=false",
+        "callbacks.progress_bar=null",
         *overrides,
     ]
 
@@ -62,9 +62,9 @@ def test_a_run_killed_at_a_random_step_resumes_bitwise_identically(tmp_path, dat
     again: the final parameters equal an uninterrupted run's, bit for bit."""
     overrides = (
         "trainer.max_steps=700",
-        "trainer.checkpoint_every_steps=100",
-        "trainer.eval_every_steps=500",
-        "trainer.log_every_steps=50",
+        "callbacks.checkpoint.every_steps=100",
+        "callbacks.evaluation.every_steps=500",
+        "callbacks.tensorboard.every_steps=50",
         "loss.label_smoothing=0.1",
         "loss.mixup_alpha=0.2",  # randomness in every step
         "model.dropout_rate=0.1",
@@ -94,7 +94,7 @@ def test_a_run_killed_at_a_random_step_resumes_bitwise_identically(tmp_path, dat
 def test_sigterm_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir, caplog):
     signal_number = signal.SIGTERM
     command = _launch_command(
-        tmp_path, data_dir, "trainer.max_steps=100000", "trainer.checkpoint_every_steps=50", "trainer.eval_every_steps=100000"
+        tmp_path, data_dir, "trainer.max_steps=100000", "callbacks.checkpoint.every_steps=50", "callbacks.evaluation.every_steps=100000"
     )
     process = _start_and_wait_for_a_checkpoint(command, tmp_path)
     process.send_signal(signal_number)
@@ -108,7 +108,7 @@ def test_sigterm_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir, 
 
     # The same command with a shorter budget picks up from there.
     caplog.set_level(logging.INFO)
-    code, stderr = launch_in_process(*command[2:-3], f"trainer.max_steps={stopped_at + 10}", "trainer.eval_every_steps=100000")
+    code, stderr = launch_in_process(*command[2:-3], f"trainer.max_steps={stopped_at + 10}", "callbacks.evaluation.every_steps=100000")
     assert code == 0, stderr
     assert f"Resuming from the checkpoint of step {stopped_at}" in caplog.text
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == stopped_at + 10
@@ -121,9 +121,9 @@ def test_ctrl_c_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir):
         f"data.data_dir={data_dir}",
         *TINY,
         "trainer.steps_per_call=1",
-        "+trainer.callbacks.interrupt._target_=conftest.SignalAtStep",
-        "+trainer.callbacks.interrupt.step=27",
-        f"+trainer.callbacks.interrupt.signal_number={int(signal.SIGINT)}",
+        "+callbacks.interrupt._target_=conftest.SignalAtStep",
+        "+callbacks.interrupt.step=27",
+        f"+callbacks.interrupt.signal_number={int(signal.SIGINT)}",
     )
     assert code == 130, stderr
     [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
@@ -165,7 +165,7 @@ def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_last_good_checkpoint
         f"data.data_dir={data_dir}",
         *TINY,
         "optim.learning_rate=1e30",
-        "trainer.checkpoint_every_steps=1",
+        "callbacks.checkpoint.every_steps=1",
     )
     assert code == 3 and "Traceback" not in stderr
     [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
@@ -196,20 +196,25 @@ BAD_INPUTS = [
     (("trainer.max_stepz=5",), 1, "trainer.max_stepz"),
     (("trainer.max_steps=abc",), 1, "trainer.max_steps=abc"),
     (("seed=1.5",), 1, "seed=1.5"),
+    # Closed choices are Enums: Hydra names the key and lists the choices.
+    (("trainer.on_nonfinite=ignore",), 1, "Error merging override trainer.on_nonfinite=ignore"),
+    (("model=vit", "model.pool=max"), 1, "Error merging override model.pool=max"),
     # jaxclf's checks: one line naming the key, the value and what is valid.
     (("optim.learning_rate=-1",), 2, "optim.learning_rate=-1.0 is not valid; it must be positive"),
     (("optim.learning_rate=0",), 2, "optim.learning_rate=0.0 is not valid; it must be positive"),
     (("data.batch_size=0",), 2, "data.batch_size=0 is not valid"),
     (("data.batch_size=5000",), 2, "data.batch_size=5000 is larger than the training split (1300 examples)"),
     (("trainer.max_steps=0",), 2, "trainer.max_steps=0 is not valid; it must be a positive integer"),
-    (("trainer.eval_every_steps=-5",), 2, "trainer.eval_every_steps=-5 is not valid; it must be a positive integer"),
-    (("trainer.on_nonfinite=ignore",), 2, "trainer.on_nonfinite=ignore is not valid; choose stop or skip"),
-    (("trainer.early_stopping.metric=acc",), 2, "trainer.early_stopping.metric=acc is not valid; choose one of accuracy"),
-    (("trainer.early_stopping.metric=loss", "trainer.early_stopping.mode=down"), 2, "trainer.early_stopping.mode=down"),
-    (("trainer.early_stopping.metric=loss", "trainer.early_stopping.patience=0"), 2, "trainer.early_stopping.patience=0"),
-    (("model=vit", "model.patch_size=3"), 2, "model.patch_size=3 does not divide data.image_shape=[8, 8, 1]"),
-    (("model=vit", "model.num_heads=3"), 2, "model.num_heads=3"),
-    (("model=vit", "model.pool=max"), 2, "model.pool=max is not valid; choose one of"),
+    (("callbacks.evaluation.every_steps=-5",), 2, "callbacks.evaluation.every_steps=-5 is not valid; it must be a positive integer"),
+    (("callbacks=early_stopping", "callbacks.early_stopping.monitor=acc"), 2, "callbacks.early_stopping.monitor=acc is not valid"),
+    (("callbacks=early_stopping", "callbacks.early_stopping.mode=down"), 2, "callbacks.early_stopping.mode=down is not valid"),
+    (("callbacks=early_stopping", "callbacks.early_stopping.patience=0"), 2, "callbacks.early_stopping.patience=0 is not valid"),
+    (("+callbacks.evaluation.bogus=1",), 2, "callbacks.evaluation.bogus is not a parameter of jaxclf.callbacks.PeriodicEvaluation"),
+    (("+callbacks.probe._target_=no.such.Callback",), 2, "callbacks.probe._target_=no.such.Callback is not an importable object"),
+    (("model=vit", "model.patch_size=3"), 2, "model.patch_size=3 does not divide the image shape [8, 8, 1]"),
+    (("model=vit", "model.num_heads=3"), 2, "model.num_heads=3 does not divide hidden_size=64"),
+    (("loss.label_smoothing=1.5",), 2, "loss.label_smoothing=1.5 is not valid; it must lie in [0, 1]"),
+    (("loss=distill", "loss.teacher=TEACHER", "loss.temperature=0"), 2, "loss.temperature=0.0 is not valid; it must be positive"),
     (("data.train_examples=5000",), 2, "data.train_examples=5000 is not valid; it must be between 1 and"),
     (("data.image_shape=[16,16,1]",), 2, "data.image_shape=[16, 16, 1] does not match the dataset's images [8, 8, 1]"),
     (("data.std=[0.0]",), 2, "data.std=[0.0] is not valid; every value must be positive"),
@@ -262,17 +267,18 @@ def test_hydra_full_error_shows_the_traceback(protected_run, data_dir, monkeypat
 
 
 EARLY_STOPPING = (
+    "callbacks=early_stopping",
     "trainer.max_steps=1000",
     "optim.total_steps=1000",
-    "trainer.eval_every_steps=50",
-    "trainer.checkpoint_every_steps=50",
-    "trainer.log_every_steps=50",
-    "trainer.max_checkpoints_to_keep=2",
-    "trainer.progress_bar=false",
-    "trainer.reliability_diagrams=false",
-    "trainer.early_stopping.metric=loss",
-    "trainer.early_stopping.mode=min",
-    "trainer.early_stopping.patience=3",
+    "callbacks.evaluation.every_steps=50",
+    "callbacks.checkpoint.every_steps=50",
+    "callbacks.tensorboard.every_steps=50",
+    "callbacks.checkpoint.max_to_keep=2",
+    "callbacks.progress_bar=null",
+    "callbacks.tensorboard.reliability_diagrams=false",
+    "callbacks.early_stopping.monitor=loss",
+    "callbacks.early_stopping.mode=min",
+    "callbacks.early_stopping.patience=3",
 )
 
 

@@ -1,16 +1,17 @@
-"""Labels -> probability vectors: one-hot, smoothing, mixup, cutmix, teacher targets."""
+"""Labels -> probability vectors: one-hot, smoothing, mixup, cutmix; objectives, distillation."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxclf import losses, targets
-from jaxclf.objectives import SigmoidCrossEntropy, SoftmaxCrossEntropy
+from jaxclf.objectives import Distillation, Objective, Teacher
 
 
 def _batch(seed: int = 0, batch: int = 6, classes: int = 5):
@@ -24,20 +25,25 @@ def _batch(seed: int = 0, batch: int = 6, classes: int = 5):
 @given(st.integers(2, 50), st.floats(0.0, 1.0))
 def test_smoothed_targets_are_distributions(classes, epsilon):
     labels = jnp.arange(7) % classes
-    smoothed = targets.smooth_labels(targets.one_hot(labels, classes), epsilon)
+    smoothed = targets.dense_targets(labels, classes, epsilon, jnp.float32(1.0))
     np.testing.assert_allclose(smoothed.sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(smoothed[0, 0], 1 - epsilon + epsilon / classes, rtol=1e-5)
     assert float(smoothed.min()) >= 0
 
 
-def test_smoothing_with_zero_epsilon_is_the_identity():
-    one_hot = targets.one_hot(jnp.array([0, 3, 2]), 4)
-    np.testing.assert_array_equal(targets.smooth_labels(one_hot, 0.0), one_hot)
+def test_targets_without_smoothing_or_mixing_are_one_hot():
+    labels = jnp.array([0, 3, 2])
+    np.testing.assert_array_equal(targets.dense_targets(labels, 4, 0.0, jnp.float32(1.0)), np.eye(4)[[0, 3, 2]])
+
+
+def test_a_single_output_targets_the_probability_of_class_one():
+    labels = jnp.array([0, 1, 1])
+    np.testing.assert_allclose(targets.dense_targets(labels, 1, 0.2, jnp.float32(1.0)), [[0.1], [0.9], [0.9]], rtol=1e-6)
 
 
 def test_mixup_with_lambda_one_is_the_identity():
     images, labels = _batch()
-    one_hot = targets.one_hot(labels, 5)
+    one_hot = jax.nn.one_hot(labels, 5)
     np.testing.assert_array_equal(targets.mixup(images, jnp.float32(1.0)), images)
     np.testing.assert_array_equal(targets.mix_targets(one_hot, jnp.float32(1.0)), one_hot)
 
@@ -47,7 +53,7 @@ def test_mixup_mixes_images_and_targets_with_the_same_weight():
     lam = jnp.float32(0.3)
     mixed = targets.mixup(images, lam)
     np.testing.assert_allclose(mixed[0], 0.3 * images[0] + 0.7 * images[-1], rtol=1e-6)
-    mixed_targets = targets.mix_targets(targets.one_hot(labels, 5), lam)
+    mixed_targets = targets.mix_targets(jax.nn.one_hot(labels, 5), lam)
     np.testing.assert_allclose(mixed_targets.sum(-1), 1.0, rtol=1e-6)
     expected = 0.3 * np.eye(5)[labels[0]] + 0.7 * np.eye(5)[labels[-1]]
     np.testing.assert_allclose(mixed_targets[0], expected, rtol=1e-6)
@@ -75,7 +81,7 @@ def test_cutmix_weight_is_the_fraction_of_pixels_kept(lam):
 
 def test_mixing_is_jittable_and_seeded_by_the_rng():
     images, labels = _batch()
-    objective = SoftmaxCrossEntropy(mixup_alpha=0.5, cutmix_alpha=1.0)
+    objective = Objective(mixup_alpha=0.5, cutmix_alpha=1.0)
     prepare = jax.jit(objective.prepare)
     a = prepare(jax.random.PRNGKey(1), images, labels)
     b = prepare(jax.random.PRNGKey(1), images, labels)
@@ -84,34 +90,50 @@ def test_mixing_is_jittable_and_seeded_by_the_rng():
     assert not np.array_equal(a[0], c[0])
 
 
-def test_teacher_targets_are_the_softened_distribution():
-    logits = jnp.array([[2.0, 0.0, -2.0]])
-    np.testing.assert_allclose(targets.teacher_targets(logits, 1.0), jax.nn.softmax(logits), rtol=1e-6)
-    hot = targets.teacher_targets(logits, 100.0)
-    np.testing.assert_allclose(hot, 1 / 3, atol=0.01)  # high T flattens towards uniform
+def test_distillation_mixes_the_teachers_softened_distribution_with_the_targets():
+    """alpha T^2 KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) CE(smoothed labels), in float64 NumPy."""
+    rng = np.random.default_rng(7)
+    images, labels = _batch(classes=5)
+    student = rng.normal(scale=3.0, size=(6, 5)).astype(np.float32)
+    teacher_logits = rng.normal(scale=3.0, size=(6, 5)).astype(np.float32)
+    teacher = Teacher(apply_fn=lambda variables, x, train: variables["logits"], variables={"logits": jnp.asarray(teacher_logits)})
+    objective = Distillation(teacher=teacher, temperature=2.0, alpha=0.7, label_smoothing=0.1)
+    _, context = objective.prepare(jax.random.PRNGKey(0), images, labels)
+
+    def log_softmax(z):
+        z = np.asarray(z, np.float64) - np.max(z, axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+    soft_teacher = np.exp(log_softmax(teacher_logits / 2.0))
+    kl = (soft_teacher * (log_softmax(teacher_logits / 2.0) - log_softmax(student / 2.0))).sum(-1)
+    smoothed = 0.9 * np.eye(5)[np.asarray(labels)] + 0.1 / 5
+    cross_entropy = -(smoothed * log_softmax(student)).sum(-1)
+    expected = 0.7 * 4.0 * kl + 0.3 * cross_entropy
+    np.testing.assert_allclose(objective(jnp.asarray(student), context), expected, rtol=1e-5)
 
 
 def test_objectives_with_plain_targets_equal_the_plain_losses():
     rng = np.random.default_rng(0)
     images, labels = _batch(classes=5)
     logits = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
-    ce = SoftmaxCrossEntropy()
+    ce = Objective()
     _, context = ce.prepare(jax.random.PRNGKey(0), images, labels)
-    np.testing.assert_allclose(ce(logits, context), losses.cross_entropy(logits, labels), rtol=1e-6)
-    smoothed = SoftmaxCrossEntropy(label_smoothing=0.2)
-    expected = losses.soft_cross_entropy(logits, targets.smooth_labels(targets.one_hot(labels, 5), 0.2))
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    np.testing.assert_allclose(ce(logits, context), nll, rtol=1e-6)
+    smoothed = Objective(label_smoothing=0.2)
+    expected = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(labels, 5), 0.2))
     np.testing.assert_allclose(smoothed(logits, context), expected, rtol=1e-6)
     binary_labels = labels % 2
-    _, binary_context = SigmoidCrossEntropy().prepare(jax.random.PRNGKey(0), images, binary_labels)
+    sigmoid = Objective(loss_fn=losses.sigmoid_cross_entropy)
+    _, binary_context = sigmoid.prepare(jax.random.PRNGKey(0), images, binary_labels)
     h = logits[:, :1]
-    np.testing.assert_allclose(
-        SigmoidCrossEntropy()(h, binary_context), losses.cross_entropy(losses.two_class_logits(h), binary_labels), rtol=1e-5
-    )
+    two_classes = optax.softmax_cross_entropy_with_integer_labels(losses.two_class_logits(h), binary_labels)
+    np.testing.assert_allclose(sigmoid(h, binary_context), two_classes, rtol=1e-5)
 
 
 def test_softmax_objective_refuses_a_single_logit():
     images, labels = _batch()
-    objective = SoftmaxCrossEntropy()
+    objective = Objective()
     _, context = objective.prepare(jax.random.PRNGKey(0), images, labels)
     with pytest.raises(ValueError, match="loss=bce"):
         objective(jnp.zeros((6, 1)), context)

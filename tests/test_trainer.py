@@ -8,12 +8,14 @@ import numpy as np
 import optax
 import pytest
 
+from omegaconf import OmegaConf
+
 from jaxclf import hardware as hardware_lib
-from jaxclf.callbacks import Callback
+from jaxclf.callbacks import Callback, EarlyStopping
 from jaxclf.metrics import EvalMetrics, TrainMetrics
 from jaxclf.models.mlp import MLP
-from jaxclf.objectives import SoftmaxCrossEntropy
-from jaxclf.run import build_trainer
+from jaxclf.objectives import Objective
+from jaxclf.run import build_callbacks, build_classifier, build_data, build_trainer
 from jaxclf.train_state import create_train_state, eval_step, train_step, train_steps
 
 
@@ -32,7 +34,7 @@ def state_and_batches():
 def test_fused_steps_equal_single_steps(state_and_batches):
     """lax.scan over 5 steps computes what 5 separate jitted steps compute."""
     state, batches = state_and_batches
-    objective = SoftmaxCrossEntropy(label_smoothing=0.1, mixup_alpha=0.4)
+    objective = Objective(label_smoothing=0.1, mixup_alpha=0.4)
     fused, fused_metrics, _ = jax.jit(train_steps)(state, TrainMetrics.empty(), batches, objective)
     single = state
     losses = []
@@ -47,7 +49,7 @@ def test_fused_steps_equal_single_steps(state_and_batches):
 
 def test_a_single_fused_step_is_one_train_step(state_and_batches):
     state, batches = state_and_batches
-    objective = SoftmaxCrossEntropy()
+    objective = Objective()
     one = jax.tree.map(lambda x: x[:1], batches)
     fused, metrics, _ = jax.jit(train_steps)(state, TrainMetrics.empty(), one, objective)
     single, outputs = jax.jit(train_step)(state, jax.tree.map(lambda x: x[0], batches), objective)
@@ -83,7 +85,7 @@ def test_dropout_acts_only_in_training(state_and_batches):
 
 
 class RecordingCallback(Callback):
-    """Records every event it sees (used through ``trainer.callbacks`` config)."""
+    """Records every event it sees (used through the ``callbacks`` config)."""
 
     def __init__(self, tag: str = "recorder"):
         self.tag = tag
@@ -98,41 +100,42 @@ class RecordingCallback(Callback):
     def on_eval_end(self, trainer, state, step, split, results):
         self.events.append(("eval_end", step, split, results["num_examples"]))
 
-    def on_checkpoint(self, trainer, step):
+    def on_save_checkpoint(self, trainer, step):
         self.events.append(("checkpoint", step))
 
     def on_fit_end(self, trainer, state):
         self.events.append(("fit_end", int(state.step)))
 
 
-def _trainer(compose, data_dir, workdir, *overrides):
-    cfg = compose(
-        [
-            f"data.data_dir={data_dir}",
-            "trainer.progress_bar=false",
-            "+trainer.callbacks.recorder._target_=test_trainer.RecordingCallback",
-            "+trainer.callbacks.recorder.tag=probe",
-            *overrides,
-        ]
-    )
-    return build_trainer(cfg, str(workdir))
+RECORDER = ("callbacks.progress_bar=null", "+callbacks.recorder._target_=test_trainer.RecordingCallback", "+callbacks.recorder.tag=probe")
+
+
+def _build(compose, data_dir, workdir, *overrides, callbacks=RECORDER):
+    """``(trainer, classifier, data)`` as ``run.py`` builds them from the composed config."""
+    cfg = compose([f"data.data_dir={data_dir}", *callbacks, *overrides])
+    hardware = hardware_lib.setup(OmegaConf.to_object(cfg.hardware))
+    return build_trainer(cfg, str(workdir), hardware, build_callbacks(cfg)), build_classifier(cfg), build_data(cfg, hardware)
+
+
+def _callback(trainer, state_key):
+    return next(callback for callback in trainer.callbacks if callback.state_key == state_key)
 
 
 def test_user_callback_from_config_sees_every_event(compose, data_dir, tmp_path):
-    trainer = _trainer(
+    trainer, classifier, data = _build(
         compose,
         data_dir,
         tmp_path,
         "trainer.max_steps=25",
         "trainer.steps_per_call=4",
-        "trainer.log_every_steps=10",
-        "trainer.eval_every_steps=10",
-        "trainer.checkpoint_every_steps=20",
+        "callbacks.tensorboard.every_steps=10",
+        "callbacks.evaluation.every_steps=10",
+        "callbacks.checkpoint.every_steps=20",
         "data.eval_batch_size=64",
     )
-    recorder = trainer.callbacks[-1]
+    recorder = _callback(trainer, "recorder")
     assert isinstance(recorder, RecordingCallback) and recorder.tag == "probe"
-    state = trainer.fit()
+    state = trainer.fit(classifier, data)
     trainer.close()
     assert int(state.step) == 25
     ends = [event[1] for event in recorder.events if event[0] == "train_steps_end"]
@@ -141,7 +144,8 @@ def test_user_callback_from_config_sees_every_event(compose, data_dir, tmp_path)
     assert ("eval_end", 10, "validation", 200) in recorder.events
     assert ("eval_end", 20, "validation", 200) in recorder.events
     assert [event for event in recorder.events if event[0] == "checkpoint"] == [("checkpoint", 20), ("checkpoint", 25)]
-    assert recorder.events[0] == ("fit_start", 0) and recorder.events[-1] == ("fit_end", 25)
+    assert recorder.events[0] == ("fit_start", 0)
+    assert recorder.events[-2:] == [("fit_end", 25), ("checkpoint", 25)]  # checkpointing runs last, after every other callback
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path))
@@ -150,43 +154,81 @@ def test_user_callback_from_config_sees_every_event(compose, data_dir, tmp_path)
 
 
 def test_resume_continues_from_the_checkpoint(compose, data_dir, tmp_path):
-    first = _trainer(compose, data_dir, tmp_path, "trainer.max_steps=20", "trainer.checkpoint_every_steps=10")
-    first_state = first.fit()
+    first, classifier, data = _build(compose, data_dir, tmp_path, "trainer.max_steps=20", "callbacks.checkpoint.every_steps=10")
+    first_state = first.fit(classifier, data)
     first.close()
     assert first.checkpoints.latest_step() == 20
 
-    second = _trainer(compose, data_dir, tmp_path, "trainer.max_steps=30", "trainer.checkpoint_every_steps=10")
-    restored = second.initial_state()
+    second, classifier, data = _build(compose, data_dir, tmp_path, "trainer.max_steps=30", "callbacks.checkpoint.every_steps=10")
+    restored = second.initial_state(classifier)
     assert int(restored.step) == 20
     jax.tree.map(np.testing.assert_array_equal, restored.params, first_state.params)
-    state = second.fit()
+    state = second.fit(classifier, data, restored)
     second.close()
     assert int(state.step) == 30
-    recorder = second.callbacks[-1]
+    recorder = _callback(second, "recorder")
     assert recorder.events[0] == ("fit_start", 20)
     assert [e[1] for e in recorder.events if e[0] == "train_steps_end"][0] > 20
 
 
+def test_two_callbacks_of_one_class_keep_their_own_state_across_a_resume(compose, data_dir, tmp_path):
+    """Two early stoppers, one on the validation NLL and one on its accuracy:
+    each resumes with its own best value (their states are saved by name, not class)."""
+    stoppers = (
+        "callbacks=early_stopping",
+        "callbacks.early_stopping.patience=100",
+        "+callbacks.accuracy_stop._target_=jaxclf.callbacks.EarlyStopping",
+        "+callbacks.accuracy_stop.monitor=accuracy",
+        "+callbacks.accuracy_stop.patience=100",
+        "callbacks.evaluation.every_steps=10",
+        "callbacks.checkpoint.every_steps=10",
+        "trainer.max_steps=30",
+    )
+    first, classifier, data = _build(compose, data_dir, tmp_path, *stoppers)
+    first.fit(classifier, data)
+    first.close()
+    by_nll, by_accuracy = _callback(first, "early_stopping"), _callback(first, "accuracy_stop")
+    assert isinstance(by_nll, EarlyStopping) and isinstance(by_accuracy, EarlyStopping)
+    assert by_nll.best_value != by_accuracy.best_value  # an NLL near 0.1, an accuracy near 1
+
+    second, classifier, _ = _build(compose, data_dir, tmp_path, *stoppers)
+    second.initial_state(classifier)
+    second.close()
+    assert _callback(second, "early_stopping").state_dict() == by_nll.state_dict()
+    assert _callback(second, "accuracy_stop").state_dict() == by_accuracy.state_dict()
+
+
+def test_no_callbacks_is_a_bare_loop(compose, data_dir, tmp_path):
+    trainer, classifier, data = _build(compose, data_dir, tmp_path, "callbacks=none", "trainer.max_steps=20", callbacks=())
+    assert trainer.callbacks == []
+    state = trainer.fit(classifier, data)
+    results = trainer.test(classifier, data, state, ["test"])
+    trainer.close()
+    assert int(state.step) == 20 and results["test"]["num_examples"] == 297
+    assert list(tmp_path.iterdir()) == [tmp_path / "checkpoints"] and not any((tmp_path / "checkpoints").iterdir())
+
+
 def test_batch_norm_statistics_train_and_resume_with_the_checkpoint(compose, data_dir, tmp_path):
     resnet = ("model=resnet18", "model.stem=cifar", "model.width=4", "model.stage_sizes=[1,1]")
-    first = _trainer(compose, data_dir, tmp_path, *resnet, "trainer.max_steps=10", "trainer.checkpoint_every_steps=10")
-    initial = first.initial_state()
-    state = first.fit()
-    first_results = first.evaluate(state, "test")
+    first, classifier, data = _build(compose, data_dir, tmp_path, *resnet, "trainer.max_steps=10", "callbacks.checkpoint.every_steps=10")
+    initial = first.initial_state(classifier)
+    initial_mean = np.asarray(initial.model_state["batch_stats"]["stem_norm"]["mean"])  # fit donates the state
+    state = first.fit(classifier, data, initial)
+    first_results = first.test(classifier, data, state, ["test"])["test"]
     first.close()
     running_mean = state.model_state["batch_stats"]["stem_norm"]["mean"]
-    assert not np.allclose(running_mean, initial.model_state["batch_stats"]["stem_norm"]["mean"])  # updated in training
+    assert not np.allclose(running_mean, initial_mean)  # updated in training
 
-    second = _trainer(compose, data_dir, tmp_path, *resnet, "trainer.max_steps=10")
-    restored = second.restore_latest()
-    second_results = second.evaluate(restored, "test")
+    second, classifier, data = _build(compose, data_dir, tmp_path, *resnet, "trainer.max_steps=10")
+    restored = second.restore(classifier)
+    second_results = second.test(classifier, data, restored, ["test"])["test"]
     second.close()
     jax.tree.map(np.testing.assert_array_equal, restored.model_state, state.model_state)
-    assert second_results == first_results  # evaluation uses the restored running statistics
+    assert dict(second_results) == dict(first_results)  # evaluation uses the restored running statistics
 
 
 def test_a_mesh_is_built_even_on_one_cpu():
-    hardware = hardware_lib.setup("cpu", "float32", distributed=False)
+    hardware = hardware_lib.setup(hardware_lib.HardwareConfig())
     assert hardware.mesh.axis_names == (hardware_lib.DATA_AXIS,)
     assert hardware.num_devices == len(jax.devices())
 
@@ -198,7 +240,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
     images = jnp.ones((4, 2, 2, 1))
     logits = state.apply_fn({"params": state.params}, images)
     assert logits.dtype == jnp.float32
-    objective = SoftmaxCrossEntropy()
+    objective = Objective()
     batch = {"image": images, "label": jnp.array([0, 1, 2, 0])}
     new_state, outputs = jax.jit(train_step)(state, batch, objective)
     assert np.isfinite(float(outputs["loss"]))

@@ -1,47 +1,86 @@
-"""Lightning-style callbacks: behaviour attached to the Trainer's events.
+"""Lightning-style callbacks: everything around the Trainer's loop.
 
-The Trainer's own logging, progress reporting, periodic evaluation and
-checkpointing are callbacks too. A user adds behaviour by listing a
-``Callback`` subclass under ``trainer.callbacks`` in the config::
+Evaluation, checkpointing, TensorBoard, the progress bar and early stopping
+are callbacks like a user's own, built from the ``callbacks`` config group
+(``conf/callbacks/``)::
 
-    trainer:
-      callbacks:
-        my_probe: {_target_: mypackage.MyProbe, every_steps: 100}
+    python launch.py +callbacks.probe._target_=mypackage.MyProbe
 
 Events (``step`` is the number of training steps completed):
 
 - ``on_fit_start(trainer, state)``: after initialisation or resume;
 - ``on_train_steps_end(trainer, state, step)``: after each jitted call, which
-  runs ``trainer.steps_per_call`` steps or fewer; calls never cross a logging,
-  evaluation or checkpoint boundary;
-- ``on_eval_end(trainer, state, step, split, results)``;
-- ``on_checkpoint(trainer, step)``: a checkpoint of ``step`` was started;
-- ``on_fit_end(trainer, state)``: training reached ``max_steps`` or was
-  asked to stop (``trainer.request_stop()``).
+  runs ``trainer.config.steps_per_call`` steps or fewer; calls never cross a
+  multiple of any callback's ``every_steps``;
+- ``on_eval_end(trainer, state, step, split, results)``: an evaluation during
+  ``fit`` (``trainer.evaluate``);
+- ``on_save_checkpoint(trainer, step)``: a checkpoint of ``step`` is about to
+  be saved (it will hold every callback's ``state_dict()``);
+- ``on_fit_end(trainer, state)``: training reached ``max_steps`` or a callback
+  set ``trainer.should_stop``;
+- ``on_test_end(trainer, state, results)``: the final evaluation, ``{split: results}``;
+- ``teardown(trainer)``: the Trainer is closing.
 
-A callback with state that must survive a resume returns it from
-``state_dict()`` (JSON-serialisable) and takes it back in
-``load_state_dict()``; every checkpoint saves it.
+Callbacks run in ascending ``order``, ties in the order given; checkpointing
+runs last so that it saves what the others have just updated. A callback's
+state is saved under its ``state_key`` (its name in the config), so two
+instances of one class keep theirs apart.
 """
 
 from __future__ import annotations
 
+import enum
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from clu import metric_writers, periodic_actions
+import jax
+from clu import metric_writers
 
-from jaxclf.errors import ConfigError
-from jaxclf.metrics import VALIDATION_METRICS
+from jaxclf.calibration import reliability_diagram
+from jaxclf.checkpointing import Retention
+from jaxclf.data.config import SplitName
+from jaxclf.evaluation import EvalResults, train_minus_validation_accuracy
+from jaxclf.metrics import MetricName
 
 if TYPE_CHECKING:
     from jaxclf.train_state import TrainState
     from jaxclf.trainer import Trainer
 
+logger = logging.getLogger(__name__)
+
+
+def _check_period(every_steps: int) -> None:
+    if every_steps <= 0:
+        raise ValueError(f"every_steps={every_steps} is not valid; it must be a positive integer")
+
+
+def is_due(step: int, every_steps: int | None) -> bool:
+    """Whether periodic work of period ``every_steps`` is due after ``step``
+    steps (calls end on every period's multiples, so none is skipped)."""
+    return bool(every_steps) and step % every_steps == 0
+
 
 class Callback:
     """Base class: override the events you need."""
+
+    order: int = 0
+    every_steps: int | None = None  # the Trainer ends jitted calls on its multiples
+    _state_key: str | None = None
+
+    @property
+    def state_key(self) -> str:
+        """The key of this callback's state in checkpoints: its config name when built from config."""
+        return self._state_key or type(self).__qualname__
+
+    @state_key.setter
+    def state_key(self, key: str) -> None:
+        self._state_key = key
+
+    def retention(self) -> Retention | None:
+        """Which checkpoints the run keeps, if this callback decides it (at most one may)."""
+        return None
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         pass
@@ -49,151 +88,165 @@ class Callback:
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
         pass
 
-    def on_eval_end(
-        self, trainer: Trainer, state: TrainState, step: int, split: str, results: Mapping[str, float]
-    ) -> None:
+    def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
         pass
 
-    def on_checkpoint(self, trainer: Trainer, step: int) -> None:
+    def on_save_checkpoint(self, trainer: Trainer, step: int) -> None:
         pass
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         pass
 
+    def on_test_end(self, trainer: Trainer, state: TrainState, results: Mapping[str, EvalResults]) -> None:
+        pass
+
+    def teardown(self, trainer: Trainer) -> None:
+        pass
+
     def state_dict(self) -> dict[str, Any] | None:
-        """State to save in checkpoints (None: nothing to save)."""
+        """State to save in checkpoints, JSON-serialisable (None: nothing to save)."""
         return None
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         pass
 
 
-class _PeriodicCallback(Callback):
-    """Runs ``self.apply(trainer, state, step)`` every ``every_steps`` through
-    ``clu.periodic_actions.PeriodicCallback``, which wants to see every step."""
+class Mode(str, enum.Enum):
+    """Whether a higher (max) or lower (min) value of a metric is better."""
 
-    def __init__(self, every_steps: int):
-        self.every_steps = every_steps
-        self._action: periodic_actions.PeriodicCallback | None = None
-        self._last_seen: int | None = None
-
-    def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        raise NotImplementedError
-
-    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        self._action = periodic_actions.PeriodicCallback(
-            every_steps=self.every_steps, callback_fn=self._apply_at, pass_step_and_time=False
-        )
-        self._last_seen = int(state.step)
-
-    def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        for passed in range(self._last_seen + 1, step):
-            self._action(passed)  # never a trigger: calls end at boundaries
-        self._action(step, trainer=trainer, state=state, completed_steps=step)
-        self._last_seen = step
-
-    def _apply_at(self, trainer: Trainer, state: TrainState, completed_steps: int) -> None:
-        self.apply(trainer, state, completed_steps)
+    max = "max"
+    min = "min"
 
 
-class TrainMetricsLogger(_PeriodicCallback):
-    """Writes the training metrics accumulated since the last write: ``train/*``."""
-
-    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        super().on_fit_start(trainer, state)
-        self._written_at = self._last_seen
-
-    def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        trainer.write_train_metrics(step)
-        self._written_at = step
-
-    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
-        if self._last_seen > self._written_at:  # steps after the last full period
-            self.apply(trainer, state, self._last_seen)
+def improves(value: float, best: float | None, mode: Mode, min_delta: float = 0.0) -> bool:
+    """Whether ``value`` beats ``best`` by more than ``min_delta`` in ``mode``."""
+    if best is None:
+        return True
+    return value > best + min_delta if Mode(mode) == Mode.max else value < best - min_delta
 
 
-class PeriodicEvaluation(_PeriodicCallback):
-    """Evaluates on the validation split every ``every_steps`` (``eval/*``).
+class PeriodicEvaluation(Callback):
+    """Evaluates ``splits`` every ``every_steps`` during training.
 
-    The final step is left to the evaluation that follows training, except
-    with early stopping, where the final state competes too."""
+    The final step is left to the evaluation that follows training unless
+    ``at_end``: then the final state is evaluated too, before it is saved, so
+    that it can compete for the best checkpoint."""
 
-    def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        if step < trainer.max_steps or trainer.early_stopping is not None:
-            trainer.evaluate(state, "validation", step=step)
+    def __init__(self, every_steps: int, splits: Sequence[SplitName] = (SplitName.validation,), at_end: bool = False):
+        _check_period(every_steps)
+        self.every_steps, self.splits, self.at_end = every_steps, [SplitName(split).value for split in splits], at_end
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        super().on_train_steps_end(trainer, state, step)
-        if step == trainer.max_steps and step % self.every_steps and trainer.early_stopping is not None:
-            trainer.evaluate(state, "validation", step=step)
+        final = step == trainer.config.max_steps
+        if (is_due(step, self.every_steps) and not final) or (final and self.at_end):
+            for split in self.splits:
+                trainer.evaluate(state, split)
 
 
-class PeriodicCheckpoint(_PeriodicCallback):
-    """Saves a checkpoint every ``every_steps`` and at the end of training."""
+class ModelCheckpoint(Callback):
+    """Saves a checkpoint every ``every_steps`` and at the end of training,
+    keeping the latest ``max_to_keep``.
 
-    def apply(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        trainer.save_checkpoint(step, state)
+    With ``monitor`` (a metric of the ``split`` evaluation, higher is better
+    with ``mode=max``) it also saves every evaluated state that is the best so
+    far and keeps the best checkpoint beside the latest ones: ``best_step``."""
+
+    order = 1  # last: it saves the state the other callbacks have just updated
+
+    def __init__(
+        self,
+        every_steps: int,
+        max_to_keep: int = 3,
+        monitor: MetricName | None = None,
+        mode: Mode = Mode.max,
+        split: SplitName = SplitName.validation,
+    ):
+        _check_period(every_steps)
+        if max_to_keep <= 0:
+            raise ValueError(f"max_to_keep={max_to_keep} is not valid; it must be a positive integer")
+        self.every_steps, self.max_to_keep, self.mode = every_steps, max_to_keep, Mode(mode)
+        self.monitor = None if monitor is None else MetricName(monitor).value
+        self.split = SplitName(split).value
+        self.best_step: int | None = None
+        self.best_value: float | None = None
+        self._evaluated: tuple[int, float] | None = None  # the latest monitored evaluation
+
+    def retention(self) -> Retention:
+        return Retention(latest=self.max_to_keep, best=1 if self.monitor else 0, mode=self.mode.value)
+
+    def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
+        if self.monitor and split == self.split:
+            self._evaluated = (step, results[self.monitor])
+
+    def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
+        if is_due(step, self.every_steps) or self._is_new_best(step):
+            self._save(trainer, state, step)
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
-        trainer.save_checkpoint(int(state.step), state)  # no-op if saved already
+        self._save(trainer, state, int(state.step))  # a no-op if saved already
         trainer.checkpoints.wait_until_finished()
 
+    def _metric_at(self, step: int) -> float | None:
+        """The monitored metric of ``step``'s state, if it was evaluated."""
+        return self._evaluated[1] if self._evaluated is not None and self._evaluated[0] == step else None
 
-METRIC_MODES = ("max", "min")
+    def _is_new_best(self, step: int) -> bool:
+        metric = self._metric_at(step)
+        return metric is not None and improves(metric, self.best_value, self.mode)
+
+    def _save(self, trainer: Trainer, state: TrainState, step: int) -> None:
+        """Saves ``step``; only a new best carries its metric, so the best kept is ``best_step`` (no ties)."""
+        metric = None
+        if self._is_new_best(step):
+            metric = self._metric_at(step)
+            self.best_step, self.best_value = step, metric
+        trainer.save_checkpoint(step, state, metric=metric)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return {"best_step": self.best_step, "best_value": self.best_value} if self.monitor else None
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best_step, self.best_value = state["best_step"], state["best_value"]
 
 
 class EarlyStopping(Callback):
-    """Stops training when the validation ``metric`` has not improved by more
-    than ``min_delta`` for ``patience`` evaluations in a row, and keeps the
-    checkpoint of the best evaluation so the final test uses it.
+    """Stops training when the ``split`` evaluation's ``monitor`` metric has not
+    improved by more than ``min_delta`` for ``patience`` evaluations in a row.
 
-    Its state (best value and step, evaluations without improvement, whether
-    it stopped) is saved in every checkpoint, so a resumed run carries on
-    counting where the interrupted one was."""
+    It only asks the Trainer to stop; which checkpoint is best (and tested) is
+    ``ModelCheckpoint``'s business. Its state (best value and step,
+    evaluations without improvement, where it stopped) survives a resume."""
 
-    def __init__(self, metric: str, mode: str = "max", patience: int = 5, min_delta: float = 0.0):
-        if metric not in VALIDATION_METRICS:
-            raise ConfigError(
-                f"trainer.early_stopping.metric={metric} is not valid; choose one of {', '.join(VALIDATION_METRICS)}"
-            )
-        if mode not in METRIC_MODES:
-            raise ConfigError(f"trainer.early_stopping.mode={mode} is not valid; choose max or min")
+    def __init__(
+        self,
+        monitor: MetricName,
+        mode: Mode = Mode.max,
+        patience: int = 5,
+        min_delta: float = 0.0,
+        split: SplitName = SplitName.validation,
+    ):
         if patience < 1:
-            raise ConfigError(f"trainer.early_stopping.patience={patience} is not valid; it must be a positive integer")
+            raise ValueError(f"patience={patience} is not valid; it must be a positive integer")
         if min_delta < 0:
-            raise ConfigError(f"trainer.early_stopping.min_delta={min_delta} is not valid; it must be non-negative")
-        self.metric, self.mode, self.patience, self.min_delta = metric, mode, patience, min_delta
+            raise ValueError(f"min_delta={min_delta} is not valid; it must be non-negative")
+        self.monitor, self.mode = MetricName(monitor).value, Mode(mode)
+        self.patience, self.min_delta, self.split = patience, min_delta, SplitName(split).value
         self.best_value: float | None = None
         self.best_step: int | None = None
         self.evaluations_without_improvement = 0
         self.stopped_at: int | None = None
-        self._fitting = False
 
-    def _improves(self, value: float) -> bool:
-        if self.best_value is None:
-            return True
-        if self.mode == "max":
-            return value > self.best_value + self.min_delta
-        return value < self.best_value - self.min_delta
-
-    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        self._fitting = True
-
-    def on_eval_end(self, trainer, state, step, split, results) -> None:
-        if not self._fitting or split != "validation" or self.stopped_at is not None:
-            return  # only evaluations during training count
-        value = float(results[self.metric])
-        if self._improves(value):
+    def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
+        if split != self.split or self.stopped_at is not None:
+            return
+        value = float(results[self.monitor])
+        if improves(value, self.best_value, self.mode, self.min_delta):
             self.best_value, self.best_step, self.evaluations_without_improvement = value, step, 0
-            trainer.save_checkpoint(step, state, metric=value)
             return
         self.evaluations_without_improvement += 1
         if self.evaluations_without_improvement >= self.patience:
             self.stopped_at = step
-            trainer.request_stop()
-
-    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
-        self._fitting = False
+            trainer.should_stop = True
 
     _STATE = ("best_value", "best_step", "evaluations_without_improvement", "stopped_at")
 
@@ -205,84 +258,104 @@ class EarlyStopping(Callback):
             setattr(self, key, state[key])
 
 
-class _PrefixedWriter(metric_writers.MetricWriter):
-    """Forwards scalars to ``writer`` with ``prefix/`` in front of each name."""
+class TensorBoardLogger(Callback):
+    """Writes the run to TensorBoard event files in the Trainer's ``workdir``
+    (CLU's writers; only process 0 writes): the config as HParams, training
+    metrics and steps/s every ``every_steps`` (``train/*``), each evaluation's
+    metrics and reliability diagram under its split's name in ``split_names``,
+    and the final train-minus-validation accuracy gap."""
 
-    def __init__(self, writer: metric_writers.MetricWriter, prefix: str):
-        self._writer, self._prefix = writer, prefix
+    def __init__(
+        self, every_steps: int, split_names: Mapping[str, str] | None = None, reliability_diagrams: bool = True
+    ):
+        _check_period(every_steps)
+        self.every_steps, self.reliability_diagrams = every_steps, reliability_diagrams
+        self.split_names = dict(split_names or {"train": "train_eval", "validation": "eval", "test": "test"})
+        self._writer: metric_writers.MetricWriter | None = None
+        self._clock: tuple[int, float] = (0, 0.0)  # (step, time) of the last training metrics written
 
-    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
-        self._writer.write_scalars(step, {f"{self._prefix}/{k}": v for k, v in scalars.items()})
-
-    def write_images(self, step, images):
-        self._writer.write_images(step, images)
-
-    def write_videos(self, step, videos):
-        self._writer.write_videos(step, videos)
-
-    def write_audios(self, step, audios, *, sample_rate):
-        self._writer.write_audios(step, audios, sample_rate=sample_rate)
-
-    def write_texts(self, step, texts):
-        self._writer.write_texts(step, texts)
-
-    def write_histograms(self, step, arrays, num_buckets=None):
-        self._writer.write_histograms(step, arrays, num_buckets)
-
-    def write_summaries(self, step, values, metadata=None):
-        self._writer.write_summaries(step, values, metadata)
-
-    def write_hparams(self, hparams):
-        self._writer.write_hparams(hparams)
-
-    def flush(self):
-        self._writer.flush()
-
-    def close(self):
-        pass  # the trainer owns and closes the wrapped writer
-
-
-class ProgressReporter(Callback):
-    """Steps/s to TensorBoard (``train/steps_per_sec``, via CLU's ``ReportProgress``)
-    and a console progress bar with ETA."""
-
-    def __init__(self, every_steps: int, progress_bar: bool = True):
-        self.every_steps = every_steps
-        self.progress_bar = progress_bar
-        self._report: periodic_actions.ReportProgress | None = None
-        self._bar = None
-        self._last_seen = 0
+    def writer(self, trainer: Trainer) -> metric_writers.MetricWriter:
+        """Opened on first use: a run that writes nothing leaves no event file."""
+        if self._writer is None:
+            self._writer = metric_writers.create_default_writer(trainer.workdir, just_logging=jax.process_index() > 0)
+        return self._writer
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        import jax
+        if int(state.step) == 0 and trainer.run_config is not None:
+            self.writer(trainer).write_hparams(trainer.run_config.hparams())
+        self._clock = (int(state.step), time.monotonic())
+
+    def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
+        if is_due(step, self.every_steps):
+            self._write_train_metrics(trainer, step)
+
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
+        if int(state.step) > self._clock[0]:  # steps after the last full period
+            self._write_train_metrics(trainer, int(state.step))
+        self.on_save_checkpoint(trainer, int(state.step))
+
+    def _write_train_metrics(self, trainer: Trainer, step: int) -> None:
+        scalars = trainer.take_train_metrics()
+        last_step, last_time = self._clock
+        now = time.monotonic()
+        scalars["steps_per_sec"] = (step - last_step) / max(now - last_time, 1e-9)
+        self.writer(trainer).write_scalars(step, {f"train/{name}": value for name, value in scalars.items()})
+        self._clock = (step, now)
+
+    def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
+        self.write_results(trainer, step, split, results)
+
+    def on_test_end(self, trainer: Trainer, state: TrainState, results: Mapping[str, EvalResults]) -> None:
+        step = int(state.step)
+        for split, split_results in results.items():
+            self.write_results(trainer, step, split, split_results)
+        gap = train_minus_validation_accuracy(results)
+        if gap is not None:
+            self.writer(trainer).write_scalars(step, {"gap/train_minus_validation_accuracy": gap})
+        self.on_save_checkpoint(trainer, step)
+
+    def write_results(self, trainer: Trainer, step: int, split: str, results: EvalResults) -> None:
+        """One evaluation as scalars ``<name>/<metric>`` and a reliability diagram image."""
+        name = self.split_names.get(split, split)
+        writer = self.writer(trainer)
+        writer.write_scalars(step, {f"{name}/{metric}": value for metric, value in results.items() if metric != "num_examples"})
+        if self.reliability_diagrams:
+            title = f"{split}, step {step}: ECE {results['ece']:.4f}"
+            image = reliability_diagram(**results.calibration, title=title)
+            writer.write_images(step, {f"{name}/reliability_diagram": image[None]})
+
+    def on_save_checkpoint(self, trainer: Trainer, step: int) -> None:
+        if self._writer is not None:  # what a checkpoint covers is on disk before it
+            self._writer.flush()
+
+    def teardown(self, trainer: Trainer) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class ProgressBar(Callback):
+    """A console progress bar with ETA and the latest evaluation's accuracy (process 0 only)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         from tqdm.auto import tqdm
 
-        self._last_seen = int(state.step)
-        self._report = periodic_actions.ReportProgress(
-            num_train_steps=trainer.max_steps,
-            writer=_PrefixedWriter(trainer.writer, "train"),
-            every_steps=self.every_steps,
-            every_secs=None,
-        )
-        self._report(self._last_seen, time.monotonic())  # starts the clock; never reports
         self._bar = tqdm(
-            total=trainer.max_steps,
-            initial=self._last_seen,
+            total=trainer.config.max_steps,
+            initial=int(state.step),
             unit="step",
             dynamic_ncols=True,
-            disable=not self.progress_bar or jax.process_index() > 0,
+            disable=jax.process_index() > 0,
         )
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        now = time.monotonic()
-        for passed in range(self._last_seen + 1, step + 1):
-            self._report(passed, now)
-        self._bar.update(step - self._last_seen)
-        self._last_seen = step
+        self._bar.update(step - self._bar.n)
 
-    def on_eval_end(self, trainer, state, step, split, results) -> None:
-        if self._bar is not None:  # None when evaluating outside fit
-            self._bar.set_postfix({f"{split}_accuracy": f"{results['accuracy']:.4f}"}, refresh=False)
+    def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
+        self._bar.set_postfix({f"{split}_accuracy": f"{results['accuracy']:.4f}"}, refresh=False)
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         self._bar.close()

@@ -8,16 +8,37 @@ process is just the one-host case of ``jax.distributed``.
 from __future__ import annotations
 
 import dataclasses
+import enum
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxclf.errors import ConfigError
+from jaxclf.resumable import resumable
 
 DATA_AXIS = "data"
-PLATFORMS = ("cpu", "gpu", "tpu")
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class Platform(str, enum.Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    tpu = "tpu"
+
+
+class ComputeDtype(str, enum.Enum):
+    """The dtype of activations; parameters stay float32."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+@dataclasses.dataclass
+class HardwareConfig:
+    platform: Platform = resumable(Platform.cpu)
+    compute_dtype: ComputeDtype = ComputeDtype.float32
+    distributed: bool = resumable(False)  # call jax.distributed.initialize() (multi-host)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,19 +60,14 @@ class Hardware:
         return NamedSharding(self.mesh, PartitionSpec(*([None] * leading_axes), DATA_AXIS))
 
 
-def setup(platform: str, compute_dtype: str, distributed: bool) -> Hardware:
+def setup(config: HardwareConfig) -> Hardware:
     """Selects the platform, joins the other hosts, and builds the ``data`` mesh.
 
     Must run before anything else touches a JAX backend.
     """
-    if platform not in PLATFORMS:
-        raise ConfigError(f"hardware.platform={platform!r} is not valid; choose one of {', '.join(PLATFORMS)}")
-    if compute_dtype not in COMPUTE_DTYPES:
-        raise ConfigError(
-            f"hardware.compute_dtype={compute_dtype!r} is not valid; choose one of {', '.join(COMPUTE_DTYPES)}"
-        )
+    platform = Platform(config.platform).value
     jax.config.update("jax_platforms", platform)
-    if distributed and not jax.distributed.is_initialized():  # once per process, even in a multirun
+    if config.distributed and not jax.distributed.is_initialized():  # once per process, even in a multirun
         jax.distributed.initialize()
     try:
         devices = jax.devices(platform)  # by name: a backend started earlier in this process may be another one
@@ -60,6 +76,8 @@ def setup(platform: str, compute_dtype: str, distributed: bool) -> Hardware:
             f"hardware.platform={platform!r}: JAX finds no {platform} devices on this machine "
             f"(is a jax build for {platform} installed?); use hardware=cpu here"
         ) from None
+    if platform != Platform.cpu.value:
+        hide_accelerators_from_tensorflow()
     return Hardware(mesh=Mesh(np.asarray(devices), (DATA_AXIS,)))
 
 

@@ -7,6 +7,8 @@ distribution, whatever the training loss: hard-label NLL, accuracy, top-5
 accuracy, expected calibration error and Brier score.
 """
 
+import enum
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -92,5 +94,12 @@ class EvalMetrics(metrics.Collection):
         return int(self.accuracy.count)
 
 
-# What an evaluation reports (``top5_accuracy`` only with more than 5 classes).
-VALIDATION_METRICS = ("accuracy", "loss", "nll", "ece", "brier", "top5_accuracy")
+class MetricName(str, enum.Enum):
+    """What an evaluation reports (``top5_accuracy`` only with more than 5 classes)."""
+
+    accuracy = "accuracy"
+    loss = "loss"
+    nll = "nll"
+    ece = "ece"
+    brier = "brier"
+    top5_accuracy = "top5_accuracy"

@@ -1,153 +1,111 @@
-"""What training minimises: the ``loss`` config group's objects.
+"""What training minimises: targets composed with a per-example loss.
 
-Each objective is a pytree (a ``flax.struct`` dataclass) passed into the
+An objective is a pytree (a ``flax.struct`` dataclass) passed into the
 jitted step, in two parts:
 
 - ``prepare(rng, images, labels) -> (images, context)`` runs before the
   model: mixup/cutmix mix the images, a teacher computes its logits;
 - ``objective(logits, context) -> per-example loss`` turns the labels into
-  dense probability targets (one-hot, smoothed, mixed) and applies one loss.
+  dense probability targets (one-hot, smoothed, mixed) and applies
+  ``loss_fn(logits, targets)``, any function of ``jaxclf.losses``' shape.
 
-``ce`` and ``soft_ce`` are the same softmax cross-entropy with different
-targets; ``bce`` applies independent sigmoids to the same targets; ``distill``
-adds a teacher's softened distribution.
+``loss=ce`` and ``loss=soft_ce`` are the same softmax cross-entropy with
+different targets; ``loss=bce`` applies independent sigmoids to the same
+targets; ``loss=distill`` adds a teacher's softened distribution. Nothing here
+reads files: ``jaxclf.runs`` restores a teacher from its run directory.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from typing import Any, Optional, Protocol
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from jaxclf import losses, targets
-from jaxclf.errors import ConfigError
 
 Context = dict[str, jax.Array]
+LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-class Objective(Protocol):
-    """What the train step needs of a ``loss`` option (see the module docstring)."""
+class Objective(struct.PyTreeNode):
+    """``loss_fn`` against smoothed, mixed targets.
 
-    def prepare(self, rng: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Context]: ...
+    With both alphas positive, each batch uses mixup or cutmix, chosen by a coin flip."""
 
-    def __call__(self, logits: jax.Array, context: Context) -> jax.Array: ...
-
-
-class TargetRecipe(struct.PyTreeNode):
-    """Label smoothing and mixup/cutmix, shared by every objective.
-
-    With both alphas positive, each batch uses one of the two, chosen by a coin flip."""
-
+    loss_fn: LossFn = struct.field(pytree_node=False, default=losses.softmax_cross_entropy)
     label_smoothing: float = struct.field(pytree_node=False, default=0.0)
     mixup_alpha: float = struct.field(pytree_node=False, default=0.0)
     cutmix_alpha: float = struct.field(pytree_node=False, default=0.0)
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.label_smoothing <= 1:
+            raise ValueError(f"label_smoothing={self.label_smoothing} is not valid; it must lie in [0, 1]")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} is not valid; it must be 0 (off) or positive")
+
     def prepare(self, rng: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Context]:
+        if self.mixup_alpha <= 0 and self.cutmix_alpha <= 0:
+            return images, {"labels": labels, "lam": jnp.float32(1.0)}
         mixup_rng, cutmix_rng, box_rng, coin_rng = jax.random.split(rng, 4)
-        lam = jnp.float32(1.0)
+        candidates = []
         if self.mixup_alpha > 0:
             lam = targets.sample_mixing_weight(mixup_rng, self.mixup_alpha)
-            mixed = targets.mixup(images, lam)
+            candidates.append((targets.mixup(images, lam), lam))
         if self.cutmix_alpha > 0:
-            cut_images, kept = targets.cutmix(box_rng, images, targets.sample_mixing_weight(cutmix_rng, self.cutmix_alpha))
-            if self.mixup_alpha > 0:
-                use_cutmix = jax.random.bernoulli(coin_rng)
-                mixed = jnp.where(use_cutmix, cut_images, mixed)
-                lam = jnp.where(use_cutmix, kept, lam)
-            else:
-                mixed, lam = cut_images, kept
-        if self.mixup_alpha > 0 or self.cutmix_alpha > 0:
-            images = mixed
-        return images, {"labels": labels, "lam": lam}
+            lam = targets.sample_mixing_weight(cutmix_rng, self.cutmix_alpha)
+            candidates.append(targets.cutmix(box_rng, images, lam))
+        mixed, lam = candidates[0]
+        if len(candidates) == 2:
+            use_cutmix = jax.random.bernoulli(coin_rng)
+            mixed = jnp.where(use_cutmix, candidates[1][0], mixed)
+            lam = jnp.where(use_cutmix, candidates[1][1], lam)
+        return mixed, {"labels": labels, "lam": lam}
 
-    def dense_targets(self, context: Context, num_outputs: int) -> jax.Array:
-        """Smoothed, mixed probability targets ``[B, num_outputs]``.
-
-        A single output is the binary case: the target is the (smoothed,
-        mixed) probability of class 1."""
-        dense = targets.smooth_labels(targets.one_hot(context["labels"], max(num_outputs, 2)), self.label_smoothing)
-        if num_outputs == 1:
-            dense = dense[..., 1:]
-        return targets.mix_targets(dense, context["lam"])
-
-
-class SoftmaxCrossEntropy(TargetRecipe):
-    """Softmax cross-entropy against (soft) targets: ``loss=ce`` and ``loss=soft_ce``."""
+    def targets(self, context: Context, num_outputs: int) -> jax.Array:
+        """Dense probability targets ``[B, num_outputs]`` for the prepared batch."""
+        return targets.dense_targets(context["labels"], num_outputs, self.label_smoothing, context["lam"])
 
     def __call__(self, logits: jax.Array, context: Context) -> jax.Array:
-        if logits.shape[-1] < 2:
-            raise ConfigError(
-                f"the model outputs {logits.shape[-1]} logit (model.num_classes={logits.shape[-1]}); softmax "
-                "cross-entropy needs at least 2, a single-logit head trains with loss=bce"
-            )
-        return losses.soft_cross_entropy(logits, self.dense_targets(context, logits.shape[-1]))
+        return self.loss_fn(logits, self.targets(context, logits.shape[-1]))
 
 
-class SigmoidCrossEntropy(TargetRecipe):
-    """Independent sigmoids against the same targets: ``loss=bce``.
+class Teacher(struct.PyTreeNode):
+    """A trained model's forward pass in evaluation mode: its ``apply_fn`` and ``variables``."""
 
-    One logit per example is the binary case; ``K`` logits the multi-label one."""
+    apply_fn: Callable[..., jax.Array] = struct.field(pytree_node=False)
+    variables: Any
 
-    def __call__(self, logits: jax.Array, context: Context) -> jax.Array:
-        return losses.sigmoid_binary_cross_entropy(logits, self.dense_targets(context, logits.shape[-1]))
+    def __call__(self, images: jax.Array) -> jax.Array:
+        logits = self.apply_fn(self.variables, images, train=False)
+        return jax.lax.stop_gradient(logits.astype(jnp.float32))
 
 
-class Distillation(TargetRecipe):
-    """``alpha * T^2 KL(teacher_T || student_T) + (1 - alpha) * CE(targets)``: ``loss=distill``.
+class Distillation(Objective):
+    """``alpha * T^2 KL(teacher_T || student_T) + (1 - alpha) * loss_fn(targets)``.
 
     The teacher sees the same (possibly mixed) images as the student."""
 
-    teacher_apply: Callable[..., jax.Array] = struct.field(pytree_node=False, default=None)
-    teacher_variables: Any = None
-    temperature: float = struct.field(pytree_node=False, default=1.0)
-    alpha: float = struct.field(pytree_node=False, default=0.5)
+    teacher: Teacher | None = None
+    temperature: float = struct.field(pytree_node=False, default=4.0)
+    alpha: float = struct.field(pytree_node=False, default=0.9)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature} is not valid; it must be positive")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha={self.alpha} is not valid; it must lie in [0, 1]")
 
     def prepare(self, rng: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Context]:
+        if self.teacher is None:
+            raise ValueError("teacher=None: distillation needs a teacher")
         images, context = super().prepare(rng, images, labels)
-        teacher_logits = self.teacher_apply(self.teacher_variables, images, train=False)
-        return images, {**context, "teacher_logits": jax.lax.stop_gradient(teacher_logits.astype(jnp.float32))}
+        return images, {**context, "teacher_logits": self.teacher(images)}
 
     def __call__(self, logits: jax.Array, context: Context) -> jax.Array:
         distill = losses.distillation_loss(logits, context["teacher_logits"], self.temperature)
-        hard = losses.soft_cross_entropy(logits, self.dense_targets(context, logits.shape[-1]))
-        return self.alpha * distill + (1.0 - self.alpha) * hard
-
-
-def distillation_from_run(
-    teacher: Optional[str],
-    temperature: float,
-    alpha: float,
-    num_classes: int,
-    image_shape: list[int],
-    label_smoothing: float = 0.0,
-    mixup_alpha: float = 0.0,
-    cutmix_alpha: float = 0.0,
-) -> Distillation:
-    """A ``Distillation`` whose teacher is the latest checkpoint of an earlier jaxclf run."""
-    from jaxclf.checkpointing import restore_model_from_run
-
-    if not teacher or not os.path.isdir(teacher):
-        raise ConfigError(f"loss.teacher={teacher!r} is not a run directory; give the directory of a finished jaxclf run")
-    if temperature <= 0:
-        raise ConfigError(f"loss.temperature={temperature} is not valid; it must be positive")
-    if not 0 <= alpha <= 1:
-        raise ConfigError(f"loss.alpha={alpha} is not valid; it must lie in [0, 1]")
-    model, variables, teacher_cfg = restore_model_from_run(teacher)
-    if teacher_cfg.data.num_classes != num_classes or list(teacher_cfg.data.image_shape) != list(image_shape):
-        raise ConfigError(
-            f"loss.teacher={teacher!r} was trained on {teacher_cfg.data.num_classes} classes of "
-            f"{list(teacher_cfg.data.image_shape)} images; this run needs {num_classes} classes of {list(image_shape)}"
-        )
-    return Distillation(
-        teacher_apply=model.apply,
-        teacher_variables=variables,
-        temperature=temperature,
-        alpha=alpha,
-        label_smoothing=label_smoothing,
-        mixup_alpha=mixup_alpha,
-        cutmix_alpha=cutmix_alpha,
-    )
+        return self.alpha * distill + (1.0 - self.alpha) * super().__call__(logits, context)

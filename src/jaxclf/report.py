@@ -24,7 +24,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxclf.errors import ConfigError
-from jaxclf.sweep_results import Setting, group_by_setting, load_jobs, read_json
+from jaxclf.runs import SUMMARY_FILE, read_json
+from jaxclf.sweep_results import Job, Setting, group_by_setting, load_jobs
 
 REPORT_FILE = "report.md"
 CURVES_FILE = "curves.png"
@@ -96,37 +97,9 @@ def write_report(sweep_dir: str, output_dir: str, baseline_name: str | None = No
         raise ConfigError(f"--baseline={baseline_name!r} is not a setting of this sweep; choose one of {names}")
     baseline = settings[names.index(baseline_name)] if baseline_name else settings[0]
     os.makedirs(output_dir, exist_ok=True)
-
-    failed = [job for job in jobs if job.failure is not None]
-    unfinished = [job for job in jobs if job.summary is None and job.failure is None]
     lines = [
-        f"# Sweep `{sweep_dir}`",
-        "",
-        (
-            f"{len(jobs)} jobs in {len(settings)} settings: {len(jobs) - len(failed) - len(unfinished)} finished, "
-            f"{len(failed)} failed, {len(unfinished)} unfinished. Mean ± sample standard deviation over seeds; "
-            f"Δ against `{baseline.name}`; the gap is training accuracy (the first "
-            "`trainer.train_eval_examples` training examples, without augmentation) minus validation accuracy, "
-            "in percentage points, for the tested model."
-        ),
-        "",
-        *markdown_table(settings, baseline),
-        "",
-    ]
-    teacher = read_json(os.path.join(sweep_dir, "teacher", "summary.json"))
-    if teacher:
-        lines += [
-            f"Teacher (`teacher/`): test accuracy {teacher['test']['accuracy']:.2%}, ECE {teacher['test']['ece']:.3f}.",
-            "",
-        ]
-    if failed or unfinished:
-        lines += ["## Jobs without results", "", "| job | error |", "|---|---|"]
-        for job in failed:
-            message = job.failure["message"].splitlines()[0] if job.failure["message"] else ""
-            lines.append(f"| `{job.name}` | {job.failure['error']}: {message} |")
-        lines += [f"| `{job.name}` | no summary.json or failure.json (still running, or killed) |" for job in unfinished]
-        lines.append("")
-    lines += [
+        *summary_lines(sweep_dir, jobs, settings, baseline),
+        *jobs_without_results(jobs),
         "## Plots",
         "",
         f"![training vs validation curves]({CURVES_FILE})",
@@ -146,6 +119,47 @@ def write_report(sweep_dir: str, output_dir: str, baseline_name: str | None = No
     with open(path, "w") as file:
         file.write("\n".join(lines))
     return path
+
+
+def summary_lines(sweep_dir: str, jobs: Sequence[Job], settings: Sequence[Setting], baseline: Setting) -> list[str]:
+    """The title, the counts, the table of settings and the teacher."""
+    failed = sum(job.failure is not None for job in jobs)
+    unfinished = sum(job.summary is None and job.failure is None for job in jobs)
+    lines = [
+        f"# Sweep `{sweep_dir}`",
+        "",
+        (
+            f"{len(jobs)} jobs in {len(settings)} settings: {len(jobs) - failed - unfinished} finished, "
+            f"{failed} failed, {unfinished} unfinished. Mean ± sample standard deviation over seeds; "
+            f"Δ against `{baseline.name}`; the gap is training accuracy (the first "
+            "`evaluation.train_examples` training examples, without augmentation) minus validation accuracy, "
+            "in percentage points, for the tested model."
+        ),
+        "",
+        *markdown_table(settings, baseline),
+        "",
+    ]
+    teacher = read_json(os.path.join(sweep_dir, "teacher", SUMMARY_FILE))
+    if teacher:
+        lines += [
+            f"Teacher (`teacher/`): test accuracy {teacher['test']['accuracy']:.2%}, ECE {teacher['test']['ece']:.3f}.",
+            "",
+        ]
+    return lines
+
+
+def jobs_without_results(jobs: Sequence[Job]) -> list[str]:
+    """A table of the failed and unfinished jobs (nothing when there are none)."""
+    failed = [job for job in jobs if job.failure is not None]
+    unfinished = [job for job in jobs if job.summary is None and job.failure is None]
+    if not failed and not unfinished:
+        return []
+    lines = ["## Jobs without results", "", "| job | error |", "|---|---|"]
+    for job in failed:
+        message = job.failure["message"].splitlines()[0] if job.failure["message"] else ""
+        lines.append(f"| `{job.name}` | {job.failure['error']}: {message} |")
+    lines += [f"| `{job.name}` | no summary.json or failure.json (still running, or killed) |" for job in unfinished]
+    return [*lines, ""]
 
 
 def mean_curve(

@@ -37,19 +37,17 @@ class TrainTeacher(Callback):
         self.overrides = list(overrides)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from jaxclf.run import (  # JAX loads only when a sweep starts
-            SUMMARY_FILE,
-            train_and_evaluate,
-        )
+        from jaxclf import runs  # JAX loads only when a sweep starts
+        from jaxclf.run import run
 
-        if os.path.exists(os.path.join(self.directory, SUMMARY_FILE)):
+        if os.path.exists(os.path.join(self.directory, runs.SUMMARY_FILE)):
             logger.info("Teacher: %s has finished; using it", self.directory)
             return
         overrides = teacher_overrides(list(config.hydra.overrides.task)) + self.overrides
         logger.info("Teacher: training %s with %s", self.directory, " ".join(overrides))
         logging.getLogger("absl").setLevel(logging.WARNING)  # as in jobs (conf/config.yaml): orbax and clu are chatty
         teacher_config = compose(config_name=config.hydra.job.config_name, overrides=overrides)
-        summary = train_and_evaluate(teacher_config, self.directory)
+        summary = run(teacher_config, self.directory)
         logger.info("Teacher: test accuracy %.4f", summary["test"]["accuracy"])
 
 

@@ -10,7 +10,6 @@ sweep (``regulariser=dropout``), without the ones every job shares.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from jaxclf.errors import ConfigError
+from jaxclf.runs import FAILURE_FILE, SUMMARY_FILE, read_json
 
 SEED_KEY = "seed"
 
@@ -60,13 +60,6 @@ class Setting:
         return np.asarray(found)
 
 
-def read_json(path: str) -> dict[str, Any] | None:
-    if not os.path.exists(path):
-        return None
-    with open(path) as file:
-        return json.load(file)
-
-
 def load_jobs(sweep_dir: str) -> list[Job]:
     """The sweep's jobs, in the order Hydra launched them."""
     if not os.path.isdir(sweep_dir):
@@ -79,8 +72,8 @@ def load_jobs(sweep_dir: str) -> list[Job]:
                 Job(
                     directory=entry.path,
                     overrides=[str(item) for item in OmegaConf.load(overrides_path)],
-                    summary=read_json(os.path.join(entry.path, "summary.json")),
-                    failure=read_json(os.path.join(entry.path, "failure.json")),
+                    summary=read_json(os.path.join(entry.path, SUMMARY_FILE)),
+                    failure=read_json(os.path.join(entry.path, FAILURE_FILE)),
                 )
             )
     if not jobs:

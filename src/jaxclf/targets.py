@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
-from jaxclf.losses import softmax
-
-
-def one_hot(labels: jax.Array, num_classes: int) -> jax.Array:
-    """Integer labels ``[...]`` -> one-hot float32 ``[..., num_classes]``."""
-    return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+import optax
 
 
-def smooth_labels(targets: jax.Array, epsilon: float) -> jax.Array:
-    """``(1 - eps) q + eps / K``: moves ``eps`` of the mass to the uniform distribution."""
-    return (1.0 - epsilon) * targets + epsilon / targets.shape[-1]
+def dense_targets(labels: jax.Array, num_outputs: int, label_smoothing: float, lam: jax.Array) -> jax.Array:
+    """Integer labels -> smoothed, mixed probability targets ``[B, num_outputs]``.
+
+    Smoothing moves ``label_smoothing`` of the mass to the uniform distribution
+    (``optax.smooth_labels``). A single output is the binary case: the target
+    is the (smoothed, mixed) probability of class 1."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, max(num_outputs, 2)), label_smoothing)
+    if num_outputs == 1:
+        targets = targets[..., 1:]
+    return mix_targets(targets, lam)
 
 
 def sample_mixing_weight(rng: jax.Array, alpha: float) -> jax.Array:
@@ -60,8 +61,3 @@ def cutmix(rng: jax.Array, images: jax.Array, lam: jax.Array) -> tuple[jax.Array
     mixed = jnp.where(inside[None, :, :, None], jnp.flip(images, axis=0), images)
     kept = 1.0 - jnp.mean(inside.astype(jnp.float32))
     return mixed, kept
-
-
-def teacher_targets(teacher_logits: jax.Array, temperature: float = 1.0) -> jax.Array:
-    """A teacher's softened distribution ``softmax(z / T)`` as targets."""
-    return softmax(teacher_logits / temperature)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -11,11 +13,12 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from jaxclf.losses import cross_entropy, softmax, two_class_logits
+from jaxclf.losses import two_class_logits
 from jaxclf.metrics import EvalMetrics, TrainMetrics
 from jaxclf.objectives import Objective
 from jaxclf.optim import current_learning_rate
-from jaxclf.targets import one_hot
+
+Batch = dict[str, jax.Array]
 
 
 class TrainState(train_state.TrainState):
@@ -53,6 +56,15 @@ def create_train_state(
     )
 
 
+def abstract_train_state(
+    model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...], sharding: jax.sharding.Sharding
+) -> TrainState:
+    """The TrainState's structure as ShapeDtypeStructs carrying ``sharding``:
+    a restore target that allocates nothing."""
+    shapes = jax.eval_shape(functools.partial(create_train_state, model, tx, tuple(image_shape)), jax.random.PRNGKey(0))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+
+
 def count_params(state: TrainState) -> int:
     return sum(int(p.size) for p in jax.tree.leaves(state.params))
 
@@ -74,7 +86,7 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.isfinite(optax.tree.norm(tree))
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], objective: Objective) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(state: TrainState, batch: Batch, objective: Objective) -> tuple[TrainState, dict[str, jax.Array]]:
     """One gradient step on the mean of ``objective`` over the batch.
 
     An update whose loss, gradients or results are not all finite is not
@@ -101,7 +113,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], objective: Object
 
 
 def train_steps(
-    state: TrainState, metrics: TrainMetrics, batches: dict[str, jax.Array], objective: Objective
+    state: TrainState, metrics: TrainMetrics, batches: Batch, objective: Objective
 ) -> tuple[TrainState, TrainMetrics, jax.Array]:
     """``train_step`` over the leading axis of ``batches`` (``lax.scan``: one
     dispatch for many steps); the metrics of their applied (finite) steps are
@@ -129,21 +141,55 @@ def train_steps(
     return state, metrics, outputs["finite"]
 
 
-def eval_step(state: TrainState, metrics: EvalMetrics, batch: dict[str, jax.Array]) -> EvalMetrics:
+def eval_step(state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetrics:
     """Adds one (masked) batch to the evaluation metrics of the predicted distribution."""
     logits, _ = _forward(state, state.params, batch["image"], train=False)
     logits = two_class_logits(logits.astype(jnp.float32))
     labels = batch["label"]
-    probs = softmax(logits)
+    probs = jax.nn.softmax(logits)
     top_k = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
     return metrics.merge(
         EvalMetrics.single_from_model_output(
-            nll=cross_entropy(logits, labels),
+            nll=optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels),
             correct=jnp.argmax(logits, axis=-1) == labels,
             top5_correct=jnp.any(top_k == labels[:, None], axis=-1),
-            brier=jnp.sum((probs - one_hot(labels, logits.shape[-1])) ** 2, axis=-1),
+            brier=jnp.sum((probs - jax.nn.one_hot(labels, logits.shape[-1])) ** 2, axis=-1),
             probs=probs,
             labels=labels,
             mask=batch["mask"],
         )
     )
+
+
+def _identity(images: jax.Array) -> jax.Array:
+    return images.astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Classifier:
+    """What the Trainer trains (the role of Lightning's module): a linen
+    ``model`` mapping images to logits, its ``optimizer`` and ``objective``,
+    and its input: ``image_shape`` (``[H, W, C]``) and ``normalize``, which
+    turns raw pixels into the model's input on device."""
+
+    model: nn.Module
+    optimizer: optax.GradientTransformation
+    objective: Objective
+    image_shape: tuple[int, ...]
+    normalize: Callable[[jax.Array], jax.Array] = _identity
+
+    def init(self, rng: jax.Array) -> TrainState:
+        return create_train_state(self.model, self.optimizer, tuple(self.image_shape), rng)
+
+    def abstract_state(self, sharding: jax.sharding.Sharding) -> TrainState:
+        return abstract_train_state(self.model, self.optimizer, tuple(self.image_shape), sharding)
+
+    def train_steps(
+        self, state: TrainState, metrics: TrainMetrics, batches: Batch, objective: Objective
+    ) -> tuple[TrainState, TrainMetrics, jax.Array]:
+        """``train_steps`` on normalised ``batches`` (``objective`` is passed
+        in, not closed over, so that a teacher's variables are not constants)."""
+        return train_steps(state, metrics, {**batches, "image": self.normalize(batches["image"])}, objective)
+
+    def eval_step(self, state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetrics:
+        return eval_step(state, metrics, {**batch, "image": self.normalize(batch["image"])})

@@ -1,199 +1,126 @@
-"""The Trainer: owns the loop, I/O and callbacks around pure, jitted steps."""
+"""The Trainer: a loop around pure, jitted steps that calls its callbacks.
+
+Like Lightning's, it is given what to train and on what data by ``fit`` and
+``test``, and everything around the loop (evaluation, checkpoints, logging,
+progress, early stopping) is a callback it is given; it names none of them.
+It owns the jitted steps, the run's ``checkpoints/`` (resume, preemption,
+non-finite updates) and the order of events.
+"""
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+import enum
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
 import numpy as np
-import optax
-from clu import metric_writers
 
-from jaxclf.calibration import reliability_diagram
-from jaxclf.callbacks import (
-    Callback,
-    EarlyStopping,
-    PeriodicCheckpoint,
-    PeriodicEvaluation,
-    ProgressReporter,
-    TrainMetricsLogger,
-)
-from jaxclf.checkpointing import (
-    CHECKPOINT_DIR,
-    CheckpointStore,
-    abstract_train_state,
-    config_differences,
-)
-from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
-from jaxclf.data.splits import Split
+from jaxclf import runs
+from jaxclf.callbacks import Callback
+from jaxclf.checkpointing import Retention
+from jaxclf.data.loader import DataModule
 from jaxclf.errors import ConfigError, NonFiniteError, Preempted
+from jaxclf.evaluation import EvalResults, Evaluator
 from jaxclf.hardware import Hardware
-from jaxclf.metrics import EvalMetrics, TrainMetrics
-from jaxclf.objectives import Objective
+from jaxclf.metrics import TrainMetrics
 from jaxclf.preemption import PreemptionGuard
-from jaxclf.train_state import TrainState, create_train_state, eval_step, train_steps
+from jaxclf.resumable import resumable
+from jaxclf.train_state import Classifier, TrainState
 
 logger = logging.getLogger(__name__)
 
-# TensorBoard prefix for each evaluation split.
-SPLIT_PREFIX = {"train": "train_eval", "validation": "eval", "test": "test"}
-NONFINITE_POLICIES = ("stop", "skip")
+
+class NonFinitePolicy(str, enum.Enum):
+    stop = "stop"  # end the run (exit code 3), naming the step and the last good checkpoint
+    skip = "skip"  # carry on, counting train/skipped_steps
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """The loop's settings (``trainer`` in the config)."""
+
+    max_steps: int = resumable(300)
+    # Training steps fused into one jitted call (lax.scan); calls never cross
+    # a callback's period (logging, evaluation, checkpoints).
+    steps_per_call: int = resumable(10)
+    resume: bool = resumable(True)  # continue from the checkpoints in the run directory
+    # A NaN or Inf in the loss or gradients: the update is never applied; then
+    # stop the run or carry on.
+    on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop
+
+
+@dataclasses.dataclass(frozen=True)
+class _Compiled:
+    """A classifier's jitted steps and evaluator on the Trainer's hardware."""
+
+    classifier: Classifier
+    data: DataModule
+    objective: Any
+    train_steps: Any
+    evaluator: Evaluator
 
 
 class Trainer:
-    """Fits ``model`` by minimising ``objective`` with ``optimizer``; evaluates on named splits.
+    """Fits a ``Classifier`` on a ``DataModule``; checkpoints, resumes and
+    tests in ``workdir``.
 
-    Everything the run writes lands in ``workdir``: TensorBoard event files and
-    ``checkpoints/``. With ``resume`` (the default) a ``workdir`` that already
-    holds a checkpoint continues from it exactly: the checkpoint holds the
-    state (parameters, optimizer, step, randomness), ``config`` and the
-    callbacks' state, and batches are addressed by step.
-
-    An update with a non-finite loss or gradient is never applied;
-    ``on_nonfinite`` says whether the run then stops (``stop``) or carries on
-    (``skip``, counted in ``train/skipped_steps``). SIGTERM or SIGINT during
-    ``fit`` saves the step in flight and raises ``Preempted``.
+    With ``config.resume`` a ``workdir`` that holds a checkpoint continues from
+    it exactly: a checkpoint holds the state (parameters, optimizer, step,
+    randomness), ``run_config`` and every callback's state (by its
+    ``state_key``), and batches are addressed by step. A checkpoint of another
+    config is refused. SIGTERM or SIGINT during ``fit`` saves the step in
+    flight and raises ``Preempted``.
     """
 
     def __init__(
         self,
-        *,
-        model: nn.Module,
-        objective: Objective,
-        optimizer: optax.GradientTransformation,
-        num_classes: int,
+        config: TrainerConfig,
         hardware: Hardware,
-        train_loader: TrainLoader,
-        eval_splits: Mapping[str, Split],
-        image_shape: tuple[int, ...],
-        normalize: Normalizer,
-        eval_batch_size: int,
-        workdir: str,
-        seed: int,
-        max_steps: int,
-        eval_every_steps: int,
-        checkpoint_every_steps: int,
-        log_every_steps: int,
-        steps_per_call: int = 1,
-        resume: bool = True,
-        max_checkpoints_to_keep: int = 3,
-        progress_bar: bool = True,
-        reliability_diagrams: bool = True,
         callbacks: Sequence[Callback] = (),
-        hparams: Mapping[str, Any] | None = None,
-        config: Mapping[str, Any] | None = None,
-        on_nonfinite: str = "stop",
-        early_stopping: EarlyStopping | None = None,
+        workdir: str = ".",
+        run_config: runs.RunConfig | None = None,
     ):
-        for key, value in [
-            ("trainer.max_steps", max_steps),
-            ("trainer.eval_every_steps", eval_every_steps),
-            ("trainer.checkpoint_every_steps", checkpoint_every_steps),
-            ("trainer.log_every_steps", log_every_steps),
-            ("trainer.steps_per_call", steps_per_call),
-            ("trainer.max_checkpoints_to_keep", max_checkpoints_to_keep),
-        ]:
-            if value <= 0:
-                raise ConfigError(f"{key}={value} is not valid; it must be a positive integer")
-        if on_nonfinite not in NONFINITE_POLICIES:
-            raise ConfigError(f"trainer.on_nonfinite={on_nonfinite} is not valid; choose stop or skip")
-        self.model = model
-        self.optimizer = optimizer
-        self.objective = jax.device_put(objective, hardware.replicated)
-        self.num_classes = num_classes
-        self.reliability_diagrams = reliability_diagrams
+        self.config = config
         self.hardware = hardware
-        self.train_loader = train_loader
-        self.eval_splits = dict(eval_splits)
-        self.eval_batch_size = eval_batch_size
+        self.callbacks = sorted(callbacks, key=lambda callback: callback.order)
         self.workdir = workdir
-        self.seed = seed
-        self.max_steps = max_steps
-        self.steps_per_call = steps_per_call
-        self.resume = resume
-        self.hparams = dict(hparams or {})
-        self.config = dict(config) if config is not None else None
-        self.on_nonfinite = on_nonfinite
-        self.early_stopping = early_stopping
-        self._periods = (eval_every_steps, checkpoint_every_steps, log_every_steps)
-        self.callbacks: list[Callback] = [
-            TrainMetricsLogger(log_every_steps),
-            ProgressReporter(log_every_steps, progress_bar),
-            PeriodicEvaluation(eval_every_steps),
-            *([early_stopping] if early_stopping else []),  # its state is current when checkpoints save it
-            PeriodicCheckpoint(checkpoint_every_steps),
-            *callbacks,
-        ]
-        self.checkpoints = CheckpointStore(
-            os.path.join(workdir, CHECKPOINT_DIR),
-            max_checkpoints_to_keep,
-            best_mode=early_stopping.mode if early_stopping else None,
-        )
-        self._writer: metric_writers.MetricWriter | None = None
-        self._stop_requested = False
-
-        self.image_shape = tuple(image_shape)
-        self._init = jax.jit(
-            functools.partial(create_train_state, model, optimizer, self.image_shape), out_shardings=hardware.replicated
-        )
-        self.normalize = normalize
-
-        def normalized(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-            return {**batch, "image": normalize(batch["image"])}
-
-        self._train_steps = jax.jit(
-            lambda state, metrics, batches, objective: train_steps(state, metrics, normalized(batches), objective),
-            donate_argnums=(0, 1),
-        )
-        self._eval_step = jax.jit(lambda state, metrics, batch: eval_step(state, metrics, normalized(batch)), donate_argnums=(1,))
-        self._train_metrics = jax.device_put(TrainMetrics.empty(), hardware.replicated)
-
-    @property
-    def writer(self) -> metric_writers.MetricWriter:
-        """CLU's default writer (TensorBoard event files in ``workdir``), opened
-        on first use: a run that writes nothing leaves no event file."""
-        if self._writer is None:
-            self._writer = metric_writers.create_default_writer(self.workdir, just_logging=jax.process_index() > 0)
-        return self._writer
+        self.run_config = run_config
+        self.checkpoints = runs.checkpoint_store(workdir, _retention(self.callbacks))
+        self.should_stop = False  # a callback sets it to end fit after the current call
+        self._compiled: _Compiled | None = None
+        self._train_metrics: TrainMetrics | None = None
 
     # -- state ----------------------------------------------------------------
 
-    def _abstract_state(self) -> TrainState:
-        return abstract_train_state(self.model, self.optimizer, self.image_shape, self.hardware.replicated)
-
-    def initial_state(self) -> TrainState:
+    def initial_state(self, classifier: Classifier, seed: int = 0) -> TrainState:
         """A fresh state, or the latest readable checkpoint's when resuming
         (with the callbacks' state). Refuses a checkpoint of another config."""
         latest = self.checkpoints.latest_step()
-        if latest is None:
-            return self._init(jax.random.PRNGKey(self.seed))
-        if not self.resume:
+        if latest is not None and not self.config.resume:
             raise ConfigError(
                 f"trainer.resume=false but {self.checkpoints.directory} already holds checkpoints "
                 f"(latest step {latest}); set trainer.resume=true to continue or choose another hydra.run.dir"
             )
-        restored = self.checkpoints.restore_latest_good(self._abstract_state(), check_meta=self._check_config)
+        abstract = classifier.abstract_state(self.hardware.replicated)
+        restored = None if latest is None else self.checkpoints.restore_latest_good(abstract, self._check_config)
         if restored is None:
-            logger.warning("No readable checkpoint in %s: starting afresh", self.checkpoints.directory)
-            return self._init(jax.random.PRNGKey(self.seed))
+            if latest is not None:
+                logger.warning("No readable checkpoint in %s: starting afresh", self.checkpoints.directory)
+            return jax.jit(classifier.init, out_shardings=self.hardware.replicated)(jax.random.PRNGKey(seed))
         state, meta = restored
-        callback_states = meta.get("callbacks", {})
-        for callback in self.callbacks:
-            if type(callback).__name__ in callback_states:
-                callback.load_state_dict(callback_states[type(callback).__name__])
+        self._load_meta(meta)
         logger.info("Resuming from the checkpoint of step %d in %s", int(state.step), self.checkpoints.directory)
         return state
 
     def _check_config(self, meta: Mapping[str, Any]) -> None:
         """A run directory belongs to one config: resuming with another is refused."""
-        if self.config is None or "config" not in meta:
+        if self.run_config is None or not meta.get("config"):
             return
-        differences = config_differences(meta["config"], self.config)
+        differences = self.run_config.differences(meta["config"])
         if differences:
             raise ConfigError(
                 f"{self.workdir} holds a run of another config; differing keys: {'; '.join(differences)} "
@@ -201,90 +128,91 @@ class Trainer:
                 f"choose another hydra.run.dir"
             )
 
-    def restore_latest(self) -> TrainState:
-        """The latest readable checkpoint of this run (for ``mode=evaluate``)."""
+    def _load_meta(self, meta: Mapping[str, Any]) -> None:
+        callback_states = meta.get("callbacks", {})
+        for callback in self.callbacks:
+            if callback.state_key in callback_states:
+                callback.load_state_dict(callback_states[callback.state_key])
+        self.should_stop = bool(meta.get("trainer", {}).get("should_stop", False))
+
+    def restore(self, classifier: Classifier, step: int | None = None) -> TrainState:
+        """The checkpoint of ``step`` (default: the latest readable one)."""
+        abstract = classifier.abstract_state(self.hardware.replicated)
+        if step is not None:
+            return self.checkpoints.restore(abstract, step)[0]
         if self.checkpoints.latest_step() is None:
             raise ConfigError(f"no checkpoint to evaluate in {self.checkpoints.directory}; train first (mode=fit)")
-        restored = self.checkpoints.restore_latest_good(self._abstract_state())
+        restored = self.checkpoints.restore_latest_good(abstract)
         if restored is None:
             raise ConfigError(f"no readable checkpoint in {self.checkpoints.directory}")
         return restored[0]
 
-    def save_checkpoint(self, step: int, state: TrainState, metric: float | None = None) -> None:
-        """Saves ``state`` with the config and callback state (in the background)
-        after flushing the event files, so that a run killed later still has its
-        TensorBoard history up to here. A step already saved is left alone."""
-        if self._writer is not None:
-            self._writer.flush()
-        states = {type(callback).__name__: callback.state_dict() for callback in self.callbacks}
-        callback_states = {name: state for name, state in states.items() if state is not None}
-        meta = {"config": self.config, "callbacks": callback_states}
-        if self.checkpoints.save(step, state, meta, metric=metric):
-            for callback in self.callbacks:
-                callback.on_checkpoint(self, step)
-
-    def request_stop(self) -> None:
-        """Ends ``fit`` after the current call (callbacks use this, e.g. early stopping)."""
-        self._stop_requested = True
-
-    def _stopping(self) -> bool:
-        return self._stop_requested or (self.early_stopping is not None and self.early_stopping.stopped_at is not None)
+    def save_checkpoint(self, step: int, state: TrainState, metric: float | None = None) -> bool:
+        """Saves ``state`` with the run config, the callbacks' state and the
+        Trainer's own (in the background); ``metric`` ranks it for a best-N
+        retention. Callbacks hear ``on_save_checkpoint`` first. A step already
+        saved is left alone (returns False)."""
+        if step in self.checkpoints.steps():
+            return False
+        self._emit("on_save_checkpoint", step)
+        states = {callback.state_key: callback.state_dict() for callback in self.callbacks}
+        meta = {
+            "config": dict(self.run_config.values) if self.run_config else None,
+            "callbacks": {key: value for key, value in states.items() if value is not None},
+            "trainer": {"should_stop": self.should_stop},
+        }
+        return self.checkpoints.save(step, state, meta, metric=metric)
 
     def is_finished(self, state: TrainState) -> bool:
         """Whether ``fit`` from ``state`` has nothing left to do."""
-        return int(state.step) >= self.max_steps or self._stopping()
-
-    def best_state(self, state: TrainState) -> TrainState:
-        """With early stopping, the state of the best validation evaluation
-        (restored from its checkpoint); otherwise ``state``."""
-        best_step = self.early_stopping.best_step if self.early_stopping else None
-        if best_step is None or best_step == int(state.step):
-            return state
-        stopping = self.early_stopping
-        logger.info("Testing the best checkpoint: step %d, validation %s %.4f", best_step, stopping.metric, stopping.best_value)
-        return self.checkpoints.restore(self._abstract_state(), best_step)[0]
+        return int(state.step) >= self.config.max_steps or self.should_stop
 
     # -- training -------------------------------------------------------------
 
-    def _steps_in_next_call(self, step: int) -> int:
-        """Steps to fuse into the next call: at most ``steps_per_call``, never
-        crossing a multiple of a logging/eval/checkpoint period or ``max_steps``."""
-        boundary = min([self.max_steps] + [(step // period + 1) * period for period in self._periods])
-        return min(self.steps_per_call, boundary - step)
-
-    def fit(self, state: TrainState | None = None) -> TrainState:
+    def fit(self, classifier: Classifier, data: DataModule, state: TrainState | None = None, seed: int = 0) -> TrainState:
         """Trains from ``state`` (default: the initial or resumed state) up to
-        ``max_steps`` or until a callback requests a stop."""
-        state = self.initial_state() if state is None else state
+        ``config.max_steps`` or until a callback sets ``should_stop``."""
+        if data.train is None:
+            raise ValueError("fit needs training data (DataModule.train)")
+        compiled = self._compile(classifier, data)
+        state = self.initial_state(classifier, seed) if state is None else state
         step = int(state.step)
-        if step == 0 and self.hparams:
-            self.writer.write_hparams(self.hparams)
-        for callback in self.callbacks:
-            callback.on_fit_start(self, state)
+        self._emit("on_fit_start", state)
         with PreemptionGuard() as preemption:
-            while step < self.max_steps and not self._stopping():  # the host's count: no device sync
+            while step < self.config.max_steps and not self.should_stop:  # the host's count: no device sync
                 num_steps = self._steps_in_next_call(step)
-                batches = self.train_loader.batches(step, num_steps)
-                state, self._train_metrics, finite = self._train_steps(state, self._train_metrics, batches, self.objective)
-                if self.on_nonfinite == "stop":
+                batches = data.train.batches(step, num_steps)
+                state, self._train_metrics, finite = compiled.train_steps(
+                    state, self._train_metrics, batches, compiled.objective
+                )
+                if self.config.on_nonfinite == NonFinitePolicy.stop:
                     self._stop_if_nonfinite(step, np.asarray(finite))
                 step += num_steps
-                for callback in self.callbacks:
-                    callback.on_train_steps_end(self, state, step)
+                self._emit("on_train_steps_end", state, step)
                 if preemption.received is not None:
                     self._save_and_stop(state, preemption.received)
-        for callback in self.callbacks:
-            callback.on_fit_end(self, state)
-        self.writer.flush()
+        self._emit("on_fit_end", state)
         return state
+
+    def _steps_in_next_call(self, step: int) -> int:
+        """Steps to fuse into the next call: at most ``steps_per_call``, never
+        crossing ``max_steps`` or a multiple of a callback's ``every_steps``."""
+        periods = [callback.every_steps for callback in self.callbacks if callback.every_steps]
+        boundary = min([self.config.max_steps] + [(step // period + 1) * period for period in periods])
+        return min(self.config.steps_per_call, boundary - step)
+
+    def take_train_metrics(self) -> dict[str, float]:
+        """The training metrics accumulated since the last call (``loss``,
+        ``accuracy``, ``learning_rate``, ``skipped_steps``), then resets them."""
+        results = {name: float(value) for name, value in self._train_metrics.compute().items()}
+        self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
+        return results
 
     def _stop_if_nonfinite(self, first_step: int, finite: np.ndarray) -> None:
         if finite.all():
             return
         bad_step = first_step + int(np.argmin(finite)) + 1
         self.checkpoints.wait_until_finished()
-        if self._writer is not None:
-            self._writer.flush()
         latest = self.checkpoints.latest_step()
         last_good = f"step {latest} in {self.checkpoints.directory}" if latest is not None else "none (no checkpoint yet)"
         raise NonFiniteError(
@@ -296,47 +224,63 @@ class Trainer:
         step = int(state.step)
         self.save_checkpoint(step, state)
         self.checkpoints.wait_until_finished()
-        self.writer.flush()
         raise Preempted(
-            f"{signal_received.name} received: stopped at step {step} of {self.max_steps} with a checkpoint in "
+            f"{signal_received.name} received: stopped at step {step} of {self.config.max_steps} with a checkpoint in "
             f"{self.checkpoints.directory}; run the same command again to resume",
             int(signal_received),
         )
 
-    def write_train_metrics(self, step: int) -> dict[str, float]:
-        """Writes (``train/*``) and resets the metrics accumulated since the last call."""
-        results = {name: float(value) for name, value in self._train_metrics.compute().items()}
-        self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
-        self.writer.write_scalars(step, {f"train/{name}": value for name, value in results.items()})
-        return results
-
     # -- evaluation -----------------------------------------------------------
 
-    def evaluate(self, state: TrainState, split: str, step: int | None = None) -> dict[str, float]:
-        """Metrics of the predicted distribution over every example of ``split``:
-        hard-label NLL (as ``loss`` and ``nll``), accuracy, top-5 accuracy (more
-        than 5 classes), expected calibration error, Brier score."""
-        step = int(state.step) if step is None else step
-        metrics = jax.device_put(EvalMetrics.empty(), self.hardware.replicated)
-        for batch in eval_batches(self.eval_splits[split], self.eval_batch_size, self.hardware):
-            metrics = self._eval_step(state, metrics, batch)
-        results = {name: float(value) for name, value in metrics.compute().items()}
-        if self.num_classes <= 5:
-            del results["top5_accuracy"]
-        prefix = SPLIT_PREFIX.get(split, split)
-        self.writer.write_scalars(step, {f"{prefix}/{k}": v for k, v in results.items()})
-        if self.reliability_diagrams:
-            title = f"{split}, step {step}: ECE {results['ece']:.4f}"
-            image = reliability_diagram(**metrics.ece.as_numpy(), title=title)
-            self.writer.write_images(step, {f"{prefix}/reliability_diagram": image[None]})
-        results["num_examples"] = metrics.num_examples
-        for callback in self.callbacks:
-            callback.on_eval_end(self, state, step, split, results)
+    def evaluate(self, state: TrainState, split: str) -> EvalResults:
+        """Metrics of ``state`` on the named split of the data given to ``fit``
+        or ``test``; callbacks hear ``on_eval_end``."""
+        compiled = self._require_compiled()
+        results = compiled.evaluator(state, compiled.data.eval_splits[split])
+        self._emit("on_eval_end", state, int(state.step), split, results)
         return results
 
+    def test(self, classifier: Classifier, data: DataModule, state: TrainState, splits: Sequence[str]) -> dict[str, EvalResults]:
+        """Metrics of ``state`` on each of ``splits``; callbacks hear ``on_test_end`` with all of them."""
+        compiled = self._compile(classifier, data)
+        results = {split: compiled.evaluator(state, data.eval_splits[split]) for split in splits}
+        self._emit("on_test_end", state, results)
+        return results
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _compile(self, classifier: Classifier, data: DataModule) -> _Compiled:
+        if self._compiled is None or self._compiled.classifier is not classifier or self._compiled.data is not data:
+            self._compiled = _Compiled(
+                classifier=classifier,
+                data=data,
+                objective=jax.device_put(classifier.objective, self.hardware.replicated),
+                train_steps=jax.jit(classifier.train_steps, donate_argnums=(0, 1)),
+                evaluator=Evaluator(classifier, self.hardware, data.eval_batch_size, data.num_classes),
+            )
+            self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
+        return self._compiled
+
+    def _require_compiled(self) -> _Compiled:
+        if self._compiled is None:
+            raise RuntimeError("evaluate() runs inside fit() or test(), which say what to evaluate")
+        return self._compiled
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
+
     def close(self) -> None:
-        self.train_loader.close()
+        """Waits for checkpoints in flight and releases the callbacks' resources."""
         self.checkpoints.wait_until_finished()
         self.checkpoints.close()
-        if self._writer is not None:
-            self._writer.close()
+        self._emit("teardown")
+
+
+def _retention(callbacks: Sequence[Callback]) -> Retention:
+    """Which checkpoints to keep: what the one callback that decides says (all of them if none does)."""
+    deciders = [callback for callback in callbacks if callback.retention() is not None]
+    if len(deciders) > 1:
+        names = ", ".join(callback.state_key for callback in deciders)
+        raise ConfigError(f"callbacks {names} each decide which checkpoints to keep; configure one of them")
+    return deciders[0].retention() if deciders else Retention()

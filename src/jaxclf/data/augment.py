@@ -104,19 +104,19 @@ def to_array(image: Image.Image, channels: int) -> np.ndarray:
     return array.reshape(*array.shape[:2], channels)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Augmenter:
-    """The configured training augmentations.
+    """The configured training augmentations (also the ``data.augment`` config schema).
 
     In-memory batches: ``crop_padding`` (pad with black and shift), then
     ``horizontal_flip``, then RandAugment. Encoded images: ``inception_crop``
     (else a plain resize), then the flip and RandAugment."""
 
-    crop_padding: int = 0
+    crop_padding: int = 0  # pad by this many black pixels, crop back at a random shift (in-memory images)
     horizontal_flip: bool = False
-    inception_crop: bool = False
-    randaugment_layers: int = 0
-    randaugment_magnitude: float = 9.0
+    inception_crop: bool = False  # random area (8-100%) and aspect (3/4-4/3), resized (encoded images)
+    randaugment_layers: int = 0  # RandAugment: operations per image (0: off)
+    randaugment_magnitude: float = 9.0  # their strength, 0..30
 
     @property
     def active(self) -> bool:

@@ -23,8 +23,9 @@ Each process assembles only its own slice of every global batch; one
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -149,3 +150,20 @@ def eval_batches(split: Split, batch_size: int, hardware: Hardware) -> Iterator[
             if index + 1 < len(starts):
                 upcoming = pool.submit(host_batch, starts[index + 1])
             yield jax.make_array_from_process_local_data(sharding, local)
+
+
+@dataclasses.dataclass(eq=False)
+class DataModule:
+    """What a Trainer reads: step-addressed training batches (``train``; None
+    when only evaluating) and the splits it evaluates, by name, in padded
+    batches of ``eval_batch_size``; ``num_classes`` labels."""
+
+    train: TrainLoader | None
+    eval_splits: Mapping[str, Split]
+    eval_batch_size: int
+    num_classes: int
+
+    def close(self) -> None:
+        if self.train is not None:
+            self.train.close()
+

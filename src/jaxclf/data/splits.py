@@ -26,11 +26,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from jaxclf.data.augment import Augmenter, evaluation_view
+from jaxclf.data.config import DataConfig, SplitName
 from jaxclf.data.source import Source, open_builder, open_source
 from jaxclf.errors import ConfigError
 
 HOLDOUT_SEED = 0  # fixed: a dataset's minival is the same for every run
-ROLES = ("train", "validation", "test")
 
 
 class Split(Protocol):
@@ -166,48 +166,51 @@ def head(split: Split, num_examples: int) -> Split:
     return dataclasses.replace(split, source_indices=split.source_indices[:num_examples])
 
 
-def build_splits(data: Any, augment: Augmenter) -> dict[str, Split]:
-    """The run's three splits from the ``data`` config."""
+def build_splits(data: DataConfig) -> dict[str, Split]:
+    """The run's three splits, by ``SplitName``, from the ``data`` config."""
     image_shape = tuple(data.image_shape)
     if data.name == "synthetic":
         return {
-            role: synthetic_split(
-                data.synthetic_examples[role], image_shape, data.num_classes, seed=index, augment=augment if role == "train" else None
+            role.value: synthetic_split(
+                getattr(data.synthetic_examples, role.value),
+                image_shape,
+                data.num_classes,
+                seed=index,
+                augment=data.augment if role == SplitName.train else None,
             )
-            for index, role in enumerate(ROLES)
+            for index, role in enumerate(SplitName)
         }
-    if (data.splits.validation is None) == (data.validation_holdout == 0):
-        raise ConfigError(
-            f"data.splits.validation={data.splits.validation} and data.validation_holdout={data.validation_holdout}: "
-            "set exactly one (a validation split, or examples to hold out of train)"
-        )
     builder = open_builder(data.name, data_dir=data.data_dir, manual_dir=data.manual_dir, builder_module=data.builder_module)
     encoded = not data.in_memory
+    splits: dict[str, Split] = {}
+    for role, (role_source, positions) in _role_positions(data, builder).items():
+        if encoded:
+            splits[role] = EncodedSplit(role_source, positions, image_shape, data.augment, data.workers)
+        else:
+            images, labels = read_in_memory(role_source, positions, image_shape)
+            splits[role] = InMemorySplit(images, labels, data.augment if role == SplitName.train else None, positions)
+    return splits
+
+
+def _role_positions(data: DataConfig, builder: Any) -> dict[str, tuple[Source, np.ndarray]]:
+    """Each role's source and positions in it: the held-out validation and the
+    training subset, when configured."""
 
     def source(split: str) -> Source:
-        return open_source(builder, data.name, split, encoded_images=encoded)
+        return open_source(builder, data.name, split, encoded_images=not data.in_memory)
 
     train_source = source(data.splits.train)
     train_positions = np.arange(len(train_source))
     roles: dict[str, tuple[Source, np.ndarray]] = {}
     if data.validation_holdout:
         train_positions, validation_positions = holdout(len(train_source), data.validation_holdout)
-        roles["validation"] = (train_source, validation_positions)
+        roles[SplitName.validation.value] = (train_source, validation_positions)
     else:
         validation_source = source(data.splits.validation)
-        roles["validation"] = (validation_source, np.arange(len(validation_source)))
+        roles[SplitName.validation.value] = (validation_source, np.arange(len(validation_source)))
     if data.train_examples is not None:
         train_positions = subset(train_positions, data.train_examples, data.subset_seed)
-    roles["train"] = (train_source, train_positions)
+    roles[SplitName.train.value] = (train_source, train_positions)
     test_source = source(data.splits.test)
-    roles["test"] = (test_source, np.arange(len(test_source)))
-
-    splits: dict[str, Split] = {}
-    for role in ROLES:
-        role_source, positions = roles[role]
-        if encoded:
-            splits[role] = EncodedSplit(role_source, positions, image_shape, augment, data.workers)
-        else:
-            images, labels = read_in_memory(role_source, positions, image_shape)
-            splits[role] = InMemorySplit(images, labels, augment if role == "train" else None, positions)
-    return splits
+    roles[SplitName.test.value] = (test_source, np.arange(len(test_source)))
+    return roles

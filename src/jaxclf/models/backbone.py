@@ -13,14 +13,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxclf.errors import ConfigError
-
 
 def check_num_heads(hidden_size: int, num_heads: int) -> None:
-    """Raises a one-line ``ConfigError`` unless the heads split the width evenly."""
+    """Raises a one-line ``ValueError`` unless the heads split the width evenly."""
     if num_heads <= 0 or hidden_size % num_heads:
-        raise ConfigError(
-            f"model.num_heads={num_heads} does not divide model.hidden_size={hidden_size}; "
+        raise ValueError(
+            f"num_heads={num_heads} does not divide hidden_size={hidden_size}; "
             "choose a positive head count that divides the width"
         )
 

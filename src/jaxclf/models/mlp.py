@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -28,7 +27,7 @@ class MLP(nn.Module):
     """Fully connected ReLU layers, optional dropout, then a linear head."""
 
     num_classes: int
-    hidden_sizes: Sequence[int] = (256, 256)
+    hidden_sizes: tuple[int, ...] = (256, 256)
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
 

@@ -12,37 +12,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import enum
+
 import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxclf.errors import ConfigError
 
-POOLS = ("cls", "gap")
-POSEMBS = ("learned", "sincos2d")
+class Pool(str, enum.Enum):
+    cls = "cls"  # a learned class token, prepended
+    gap = "gap"  # the global average of the tokens
+
+
+class PositionEmbedding(str, enum.Enum):
+    learned = "learned"
+    sincos2d = "sincos2d"  # fixed 2-D sine-cosine (MoCo v3, big_vision)
 
 
 def check_patch_size(image_shape: Sequence[int], patch_size: int) -> None:
-    """Raises a one-line ``ConfigError`` unless patches tile the image exactly."""
+    """Raises a one-line ``ValueError`` unless patches tile the image exactly."""
     height, width = image_shape[:2]
     if patch_size <= 0 or height % patch_size or width % patch_size:
-        raise ConfigError(
-            f"model.patch_size={patch_size} does not divide data.image_shape={list(image_shape)}; "
+        raise ValueError(
+            f"patch_size={patch_size} does not divide the image shape {list(image_shape)}; "
             "choose a patch size that divides both height and width"
         )
-
-
-def check_choice(key: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{key}={value} is not valid; choose one of {', '.join(valid)}")
 
 
 def sincos2d_embedding(grid_height: int, grid_width: int, hidden_size: int, temperature: float = 10_000.0) -> np.ndarray:
     """Fixed 2-D sine-cosine position embeddings ``[1, H*W, D]`` (MoCo v3, big_vision)."""
     if hidden_size % 4:
-        raise ConfigError(f"model.hidden_size={hidden_size} must be a multiple of 4 for model.posemb=sincos2d")
+        raise ValueError(f"hidden_size={hidden_size} is not valid with posemb=sincos2d; it must be a multiple of 4")
     y, x = np.mgrid[:grid_height, :grid_width]
     omega = 1.0 / temperature ** (np.arange(hidden_size // 4) / (hidden_size // 4 - 1 or 1))
     y_angles = y.reshape(-1, 1) * omega
@@ -57,14 +59,9 @@ class Patch(nn.Module):
 
     patch_size: int
     hidden_size: int
-    posemb: str = "learned"
-    pool: str = "cls"
+    posemb: PositionEmbedding = PositionEmbedding.learned
+    pool: Pool = Pool.cls
     dtype: Any = jnp.float32
-
-    def __post_init__(self) -> None:
-        check_choice("model.posemb", self.posemb, POSEMBS)
-        check_choice("model.pool", self.pool, POOLS)
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -79,11 +76,11 @@ class Patch(nn.Module):
         )(images.astype(self.dtype))
         grid_height, grid_width = patches.shape[1:3]
         tokens = einops.rearrange(patches, "b h w d -> b (h w) d")
-        with_class_token = self.pool == "cls"
+        with_class_token = Pool(self.pool) == Pool.cls
         if with_class_token:
             class_token = self.param("class_token", nn.initializers.zeros, (1, 1, self.hidden_size))
             tokens = jnp.concatenate([jnp.tile(class_token, (tokens.shape[0], 1, 1)).astype(tokens.dtype), tokens], 1)
-        if self.posemb == "learned":  # one embedding per token, the class token's included (as in timm)
+        if PositionEmbedding(self.posemb) == PositionEmbedding.learned:  # one embedding per token, the class token's included (as in timm)
             embedding = self.param(
                 "position_embedding", nn.initializers.normal(stddev=0.02), (1, tokens.shape[1], self.hidden_size)
             )
@@ -98,13 +95,13 @@ class ClassifierHead(nn.Module):
     """Pools encoded tokens (the class token, or their mean) and maps them to float32 logits."""
 
     num_classes: int
-    pool: str = "cls"
+    pool: Pool = Pool.cls
     zero_init: bool = False  # start from uniform predictions (big_vision's default)
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> jax.Array:
-        pooled = tokens[:, 0] if self.pool == "cls" else jnp.mean(tokens, axis=1)
+        pooled = tokens[:, 0] if Pool(self.pool) == Pool.cls else jnp.mean(tokens, axis=1)
         kernel_init = nn.initializers.zeros if self.zero_init else nn.linear.default_kernel_init
         logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype, name="dense")(pooled)
         return logits.astype(jnp.float32)

@@ -9,19 +9,25 @@ devices), as with synchronised BatchNorm.
 
 from __future__ import annotations
 
+import enum
 import functools
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxclf.models.modalities import check_choice
-
-STEMS = ("imagenet", "cifar")
-BLOCKS = ("basic", "bottleneck")
 ModuleDef = Any
+
+
+class Stem(str, enum.Enum):
+    imagenet = "imagenet"  # 7x7/2 convolution and 3x3/2 max pool (224x224 inputs)
+    cifar = "cifar"  # one 3x3/1 convolution, no pooling (small images)
+
+
+class Block(str, enum.Enum):
+    basic = "basic"  # two 3x3 convolutions (ResNet-18/34)
+    bottleneck = "bottleneck"  # 1x1, 3x3, 1x1 x4 (ResNet-50)
 
 
 class BasicBlock(nn.Module):
@@ -71,17 +77,12 @@ class ResNet(nn.Module):
     ``stem="cifar"``: one 3×3/1 convolution, no pooling (small images)."""
 
     num_classes: int
-    stage_sizes: Sequence[int] = (2, 2, 2, 2)
-    block: str = "basic"  # basic | bottleneck
-    stem: str = "imagenet"
+    stage_sizes: tuple[int, ...] = (2, 2, 2, 2)
+    block: Block = Block.basic
+    stem: Stem = Stem.imagenet
     width: int = 64
     batch_norm_momentum: float = 0.9
     dtype: Any = jnp.float32
-
-    def __post_init__(self) -> None:
-        check_choice("model.stem", self.stem, STEMS)
-        check_choice("model.block", self.block, BLOCKS)
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
@@ -89,9 +90,9 @@ class ResNet(nn.Module):
         norm = functools.partial(
             nn.BatchNorm, use_running_average=not train, momentum=self.batch_norm_momentum, epsilon=1e-5, dtype=self.dtype
         )
-        block_type = BasicBlock if self.block == "basic" else Bottleneck
+        block_type = BasicBlock if Block(self.block) == Block.basic else Bottleneck
         x = images.astype(self.dtype)
-        if self.stem == "imagenet":
+        if Stem(self.stem) == Stem.imagenet:
             x = conv(self.width, (7, 7), 2, padding=[(3, 3), (3, 3)], name="stem_conv")(x)
             x = nn.relu(norm(name="stem_norm")(x))
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxclf.models.backbone import TransformerBackbone, check_num_heads
-from jaxclf.models.modalities import POOLS, ClassifierHead, Patch, check_choice
+from jaxclf.models.modalities import ClassifierHead, Patch, Pool, PositionEmbedding
 
 
 class ViT(nn.Module):
@@ -23,14 +23,13 @@ class ViT(nn.Module):
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     drop_path: float = 0.0
-    posemb: str = "learned"  # learned | sincos2d
-    pool: str = "cls"  # cls | gap
+    posemb: PositionEmbedding = PositionEmbedding.learned
+    pool: Pool = Pool.cls
     head_zero_init: bool = False
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
         check_num_heads(self.hidden_size, self.num_heads)
-        check_choice("model.pool", self.pool, POOLS)
         super().__post_init__()
 
     @nn.compact

@@ -1,0 +1,86 @@
+"""Evaluation: a split in, a flat mapping of metrics out.
+
+Whatever the training loss, an evaluation judges the predicted distribution
+against the hard label, over every example of the split exactly once:
+``loss`` and ``nll`` (the cross-entropy), ``accuracy``, ``top5_accuracy``
+(more than 5 classes), ``ece`` (expected calibration error) and ``brier``,
+plus ``num_examples``. Which splits are evaluated after training is the
+``evaluation`` config; during training, the ``evaluation`` callback's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxclf.data.config import SplitName
+from jaxclf.data.loader import eval_batches
+from jaxclf.data.splits import Split
+from jaxclf.hardware import Hardware
+from jaxclf.metrics import EvalMetrics
+from jaxclf.resumable import resumable
+from jaxclf.train_state import Classifier, TrainState
+
+
+def _final_splits() -> list[SplitName]:
+    return [SplitName.validation, SplitName.test, SplitName.train]
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+    """The final evaluation, after training (``evaluation`` in the config; all of it may change on resume)."""
+
+    splits: list[SplitName] = resumable(default_factory=_final_splits)
+    # The train split is scored without augmentation on its first this many
+    # examples (0 leaves it out): the overfitting gap in summary.json.
+    train_examples: int = resumable(10000)
+
+
+class EvalResults(Mapping[str, float]):
+    """One split's metrics by name, and the calibration bins behind its ECE
+    (``calibration``: per-bin ``count``, ``confidence`` and ``correct``, for a
+    reliability diagram)."""
+
+    def __init__(self, metrics: Mapping[str, float], calibration: Mapping[str, np.ndarray]):
+        self._metrics, self.calibration = dict(metrics), dict(calibration)
+
+    def __getitem__(self, name: str) -> float:
+        return self._metrics[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._metrics)
+
+    def __len__(self) -> int:
+        return len(self._metrics)
+
+    def __repr__(self) -> str:
+        return f"EvalResults({self._metrics})"
+
+
+class Evaluator:
+    """Scores a state on a split in padded batches of ``batch_size``."""
+
+    def __init__(self, classifier: Classifier, hardware: Hardware, batch_size: int, num_classes: int):
+        self.hardware, self.batch_size, self.num_classes = hardware, batch_size, num_classes
+        self._step = jax.jit(classifier.eval_step, donate_argnums=(1,))
+
+    def __call__(self, state: TrainState, split: Split) -> EvalResults:
+        metrics = jax.device_put(EvalMetrics.empty(), self.hardware.replicated)
+        for batch in eval_batches(split, self.batch_size, self.hardware):
+            metrics = self._step(state, metrics, batch)
+        results: dict[str, Any] = {name: float(value) for name, value in metrics.compute().items()}
+        if self.num_classes <= 5:
+            del results["top5_accuracy"]
+        results["num_examples"] = metrics.num_examples
+        return EvalResults(results, metrics.ece.as_numpy())
+
+
+def train_minus_validation_accuracy(results: Mapping[str, Mapping[str, float]]) -> float | None:
+    """The overfitting gap, when both the train and validation splits were evaluated."""
+    if SplitName.train.value in results and SplitName.validation.value in results:
+        return results[SplitName.train.value]["accuracy"] - results[SplitName.validation.value]["accuracy"]
+    return None

@@ -1,0 +1,159 @@
+"""The run directory: what a jaxclf run leaves behind, and reading it back.
+
+One run, one directory::
+
+    summary.json           final metrics (mode=fit)
+    evaluation.json        a re-test of the latest checkpoint (mode=evaluate)
+    failure.json           why a multirun job failed
+    checkpoints/<step>/    orbax: the train state and meta (config, callback state)
+    corrupt_checkpoints/   checkpoints that did not read back, set aside
+    events.out.tfevents.*  TensorBoard
+
+This module owns those names, the run's config (what may change on resume),
+and restoring a trained model from a run (for ``mode=evaluate`` and
+distillation teachers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from jaxclf.checkpointing import CheckpointStore, Retention
+from jaxclf.errors import ConfigError
+from jaxclf.objectives import Teacher
+from jaxclf.train_state import abstract_train_state
+
+CHECKPOINT_DIR = "checkpoints"
+QUARANTINE_DIR = "corrupt_checkpoints"
+SUMMARY_FILE = "summary.json"
+EVALUATION_FILE = "evaluation.json"
+FAILURE_FILE = "failure.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A run's resolved config (plain containers) and the dotted keys a
+    resumed run may change (with everything under them)."""
+
+    values: Mapping[str, Any]
+    resumable: frozenset[str] = frozenset()
+
+    def differences(self, saved: Mapping[str, Any]) -> list[str]:
+        """Keys whose values differ from ``saved``'s, except resumable ones:
+        ``["optim.learning_rate: 0.003 -> 0.01", ...]``."""
+        saved_flat, current_flat = flatten(saved), flatten(self.values)
+        differences = []
+        for key in sorted(set(saved_flat) | set(current_flat)):
+            if any(key == resumable or key.startswith(f"{resumable}.") for resumable in self.resumable):
+                continue
+            before, after = saved_flat.get(key, "<absent>"), current_flat.get(key, "<absent>")
+            if before != after:
+                differences.append(f"{key}: {before!r} -> {after!r}")
+        return differences
+
+
+    def hparams(self) -> dict[str, Any]:
+        """The config as scalars, for TensorBoard's HParams tab and ``summary.json``:
+        ``{"optim.learning_rate": 0.003, "model.hidden_sizes": "[256, 256]", ...}``
+        (callbacks are tooling, not hyperparameters: left out)."""
+        flat = flatten({key: value for key, value in self.values.items() if key != "callbacks"})
+        return {key: value if isinstance(value, (bool, int, float, str)) else str(value) for key, value in flat.items()}
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def checkpoint_store(run_dir: str, retention: Retention = Retention(), read_only: bool = False) -> CheckpointStore:
+    """The run's ``checkpoints/``, setting unreadable ones aside in ``corrupt_checkpoints/``."""
+    return CheckpointStore(
+        os.path.join(run_dir, CHECKPOINT_DIR), retention, os.path.join(run_dir, QUARANTINE_DIR), read_only=read_only
+    )
+
+
+def read_config(run_dir: str) -> dict[str, Any]:
+    """The resolved config saved in the latest checkpoint of the run in ``run_dir``."""
+    if not os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR)):
+        raise ConfigError(f"{run_dir} is not a jaxclf run directory (it has no {CHECKPOINT_DIR}/)")
+    store = checkpoint_store(run_dir, read_only=True)
+    try:
+        step = store.latest_step()
+        if step is None:
+            raise ConfigError(f"{run_dir} holds no checkpoint; train first (mode=fit)")
+        return store.restore_meta(step)["config"]
+    finally:
+        store.close()
+
+
+def restore_model(run_dir: str) -> tuple[nn.Module, dict[str, Any], DictConfig]:
+    """The model of the latest checkpoint in ``run_dir``: ``(module, variables, run config)``.
+
+    The config saved with it rebuilds the module and optimizer (the
+    checkpoint holds both states); nothing is written."""
+    cfg = OmegaConf.create(read_config(run_dir))
+    model = instantiate(cfg.model)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape), sharding)
+    store = checkpoint_store(run_dir, read_only=True)
+    try:
+        state, _ = store.restore(abstract, store.latest_step())
+    finally:
+        store.close()
+    return model, {"params": state.params, **state.model_state}, cfg
+
+
+def load_teacher(run_dir: str | None, num_classes: int, image_shape: list[int]) -> Teacher:
+    """The finished run in ``run_dir`` as a distillation teacher for ``num_classes`` classes of ``image_shape`` images."""
+    if not run_dir or not os.path.isdir(run_dir):
+        raise ConfigError(f"loss.teacher={run_dir!r} is not a run directory; give the directory of a finished jaxclf run")
+    model, variables, teacher_cfg = restore_model(run_dir)
+    if teacher_cfg.data.num_classes != num_classes or list(teacher_cfg.data.image_shape) != list(image_shape):
+        raise ConfigError(
+            f"loss.teacher={run_dir!r} was trained on {teacher_cfg.data.num_classes} classes of "
+            f"{list(teacher_cfg.data.image_shape)} images; this run needs {num_classes} classes of {list(image_shape)}"
+        )
+    return Teacher(apply_fn=model.apply, variables=variables)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """A JSON file's content, or None when it does not exist."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as file:
+        return json.load(file)
+
+
+def write_json_atomically(path: str, payload: Any) -> None:
+    """Writes to a temporary file, then renames: readers never see half a file."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w") as file:
+        json.dump(payload, file, indent=2)
+        file.write("\n")
+    os.replace(temporary, path)
+
+
+def record_failure(run_dir: str, error: BaseException) -> None:
+    """Writes why a job failed to ``run_dir/failure.json`` (a sweep's record)."""
+    os.makedirs(run_dir, exist_ok=True)
+    write_json_atomically(
+        os.path.join(run_dir, FAILURE_FILE),
+        {"error": type(error).__name__, "message": str(error), "traceback": "".join(traceback.format_exception(error))},
+    )
