@@ -5,6 +5,8 @@ tests show that those are the stable forms (the max subtracted)."""
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -198,3 +200,47 @@ def test_t_squared_keeps_gradient_magnitude_comparable_across_temperatures():
     centred = lambda z: z - z.mean(-1, keepdims=True)  # noqa: E731
     limit = np.linalg.norm((centred(student) - centred(teacher)) / 10)
     np.testing.assert_allclose(norms[64.0], limit, rtol=0.05)
+
+
+# -- focal loss -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 3.5])
+def test_focal_loss_matches_float64_numpy(gamma):
+    """-sum_k q_k (1 - p_k)^gamma log p_k (Lin et al. 2017), soft targets included."""
+    rng = np.random.default_rng(6)
+    logits = rng.normal(scale=3.0, size=(16, 7)).astype(np.float32)
+    targets = rng.dirichlet(np.ones(7), size=16).astype(np.float32)
+    log_probs = _np_log_softmax(logits)
+    expected = -(targets * (1.0 - np.exp(log_probs)) ** gamma * log_probs).sum(-1)
+    np.testing.assert_allclose(losses.focal_loss(logits, targets, gamma), expected, rtol=2e-5, atol=1e-6)
+
+
+def test_focal_loss_with_gamma_zero_is_cross_entropy_and_shrinks_easy_examples():
+    rng = np.random.default_rng(8)
+    logits = rng.normal(scale=2.0, size=(32, 5)).astype(np.float32)
+    labels = jax.nn.one_hot(rng.integers(0, 5, 32), 5)
+    np.testing.assert_allclose(losses.focal_loss(logits, labels, 0.0), losses.softmax_cross_entropy(logits, labels), rtol=1e-6)
+    cross_entropy, focal = losses.softmax_cross_entropy(logits, labels), losses.focal_loss(logits, labels, 2.0)
+    p_true = np.exp(-np.asarray(cross_entropy))
+    np.testing.assert_allclose(focal, (1 - p_true) ** 2 * cross_entropy, rtol=1e-4, atol=1e-7)  # one-hot: -(1 - p_t)^g log p_t
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_focal_loss_and_its_gradient_stay_finite_at_extreme_logits(gamma):
+    logits = jnp.asarray(ADVERSARIAL_LOGITS)
+    labels = jax.nn.one_hot(jnp.array([1, 0, 3, 2, 3]), 4)
+    values = losses.focal_loss(logits, labels, gamma)
+    grads = jax.grad(lambda z: jnp.sum(losses.focal_loss(z, labels, gamma)))(logits)
+    assert np.all(np.isfinite(values)) and np.all(np.isfinite(grads))
+
+
+def test_loss_focal_trains_end_to_end(tmp_path, data_dir):
+    from conftest import TINY, launch_in_process
+
+    code, stderr = launch_in_process(f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", "loss=focal", *TINY)
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["hparams"]["loss.loss_fn._target_"] == "jaxclf.losses.focal_loss"
+    assert summary["hparams"]["loss.loss_fn.gamma"] == 2.0
+    assert summary["test"]["accuracy"] > 0.85

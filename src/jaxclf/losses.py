@@ -56,6 +56,18 @@ def sigmoid_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.sum(optax.losses.sigmoid_binary_cross_entropy(_float32(logits), _float32(targets)), axis=-1)
 
 
+def focal_loss(logits: jax.Array, targets: jax.Array, gamma: float = 2.0) -> jax.Array:
+    """Lin et al.'s focal loss: ``-sum_k q_k (1 - p_k)^gamma log p_k``.
+
+    Cross-entropy whose terms shrink as their class is already predicted
+    well, so easy examples count less; ``gamma = 0`` is softmax cross-entropy."""
+    _require_two_logits(logits)
+    log_probs = jax.nn.log_softmax(_float32(logits))
+    # 1 - p_k from log p_k without cancellation, kept off 0 so that gamma < 1 has a finite gradient.
+    remaining = jnp.maximum(-jnp.expm1(log_probs), 1e-12)
+    return -jnp.sum(_float32(targets) * remaining**gamma * log_probs, axis=-1)
+
+
 def distillation_loss(student_logits: jax.Array, teacher_logits: jax.Array, temperature: float) -> jax.Array:
     """Hinton et al.'s knowledge distillation: ``T^2 KL(teacher_T || student_T)``.
 
