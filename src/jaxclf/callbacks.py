@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
-from clu import metric_writers
 
 from jaxclf.calibration import reliability_diagram
 from jaxclf.checkpointing import Retention
@@ -45,6 +44,8 @@ from jaxclf.evaluation import EvalResults, train_minus_validation_accuracy
 from jaxclf.metrics import MetricName
 
 if TYPE_CHECKING:
+    from clu import metric_writers
+
     from jaxclf.train_state import TrainState
     from jaxclf.trainer import Trainer
 
@@ -277,6 +278,8 @@ class TensorBoardLogger(Callback):
     def writer(self, trainer: Trainer) -> metric_writers.MetricWriter:
         """Opened on first use: a run that writes nothing leaves no event file."""
         if self._writer is None:
+            from clu import metric_writers  # imports TensorFlow (seconds): only when writing
+
             self._writer = metric_writers.create_default_writer(trainer.workdir, just_logging=jax.process_index() > 0)
         return self._writer
 
