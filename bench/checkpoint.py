@@ -1,7 +1,8 @@
 """Checkpoint cost: how long a save blocks training, and how long it takes.
 
 For each model, a real TrainState (AdamW: parameters plus two moments, the
-moments filled with random values as after training) is saved with ``CheckpointStore`` (orbax, asynchronous): ``blocking`` is the time
+moments filled with random values as after training) is saved with
+``CheckpointStore`` (orbax, asynchronous): ``blocking`` is the time
 until ``save`` returns and training could go on (the copy from device to host
 memory), ``total`` until the checkpoint is committed on disk. A synchronous
 save would block for ``total``.
@@ -27,11 +28,11 @@ import jax
 import jax.numpy as jnp
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from overhead import trainer_steps_per_sec  # bench/ is this script's directory
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.train_state import count_params, create_train_state
+from overhead import trainer_steps_per_sec  # bench/ is this script's directory
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MODELS = {"mlp": [], "vit_s16": ["model=vit_s16", "data=imagenet2012"]}  # the default model; ViT-S/16 at 224x224
@@ -82,7 +83,9 @@ def save_times(overrides: list[str], repeats: int) -> dict[str, float]:
 
 def training_steps_per_sec(steps: int, checkpoint_every: int, data_dir: str | None) -> float:
     """The default model's steps/s over the second half of ``steps`` (the first compiles)."""
-    cfg = _compose([*([f"data.data_dir={data_dir}"] if data_dir else []), "callbacks.tensorboard.reliability_diagrams=false"])
+    cfg = _compose(
+        [*([f"data.data_dir={data_dir}"] if data_dir else []), "callbacks.tensorboard.reliability_diagrams=false"]
+    )
     warmup = steps // 2
     return trainer_steps_per_sec(cfg, warmup, steps - warmup, cfg.trainer.steps_per_call, checkpoint_every)
 

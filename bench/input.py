@@ -92,7 +92,9 @@ def demand_images_per_sec(image_shape: tuple[int, ...], batch_size: int, steps_p
         "label": jax.device_put(rng.integers(0, 10, size=(steps_per_call, batch_size), dtype=np.int32)),
     }
     normalize = Normalizer([127.5] * image_shape[-1], [64.0] * image_shape[-1])
-    step = jax.jit(lambda s, m, b: train_steps(s, m, {**b, "image": normalize(b["image"])}, objective), donate_argnums=(0, 1))
+    step = jax.jit(
+        lambda s, m, b: train_steps(s, m, {**b, "image": normalize(b["image"])}, objective), donate_argnums=(0, 1)
+    )
     metrics = TrainMetrics.empty()
     state, metrics, _ = step(state, metrics, batches)
     jax.block_until_ready(state)

@@ -28,7 +28,9 @@ def sweep(launcher_overrides: list[str], jobs: int, overrides: list[str], sweep_
     seeds = ",".join(str(seed) for seed in range(jobs))
     command = [sys.executable, str(ROOT / "launch.py"), "-m", f"seed={seeds}", "callbacks.progress_bar=null"]
     start = time.perf_counter()
-    subprocess.run([*command, *launcher_overrides, *overrides, f"hydra.sweep.dir={sweep_dir}"], check=True, capture_output=True)
+    subprocess.run(
+        [*command, *launcher_overrides, *overrides, f"hydra.sweep.dir={sweep_dir}"], check=True, capture_output=True
+    )
     elapsed = time.perf_counter() - start
     summaries = [json.loads(path.read_text()) for path in Path(sweep_dir).glob("*/summary.json")]
     by_seed = sorted((summary["hparams"]["seed"], summary["test"]["accuracy"]) for summary in summaries)
@@ -52,7 +54,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):
             for index, (name, launcher_overrides) in enumerate(launchers.items()):
-                elapsed, accuracies[name] = sweep(launcher_overrides, args.jobs, args.overrides, f"{scratch}/{repeat}-{index}")
+                elapsed, accuracies[name] = sweep(
+                    launcher_overrides, args.jobs, args.overrides, f"{scratch}/{repeat}-{index}"
+                )
                 times[name].append(elapsed)
     baseline = statistics.median(times["default (in process)"])
     print(f"{args.jobs} jobs per sweep, median of {args.repeats}")

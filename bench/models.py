@@ -90,12 +90,18 @@ def main() -> None:
             rows[name].append(train_step_rate(name, batch_size, args.steps))
 
     ceiling = statistics.median(ceilings)
-    print(f"NumPy SGEMM ceiling: {ceiling:.1f} GFLOP/s (median of {args.repeats}; {jax.device_count()} {jax.default_backend()} device)")
+    print(
+        f"NumPy SGEMM ceiling: {ceiling:.1f} GFLOP/s "
+        f"(median of {args.repeats}; {jax.device_count()} {jax.default_backend()} device)"
+    )
     print(f"{'model':<10}{'batch':>6}{'GFLOP/step':>12}{'images/s':>11}{'GFLOP/s':>10}{'of SGEMM':>10}")
     for (name, runs), batch_size in zip(rows.items(), args.batch_sizes, strict=True):
         images = statistics.median(r["images_per_s"] for r in runs)
         gflops = statistics.median(r["gflops"] for r in runs)
-        print(f"{name:<10}{batch_size:>6}{runs[0]['gflop_per_step']:>12.2f}{images:>11.1f}{gflops:>10.1f}{gflops / ceiling:>10.2f}")
+        print(
+            f"{name:<10}{batch_size:>6}{runs[0]['gflop_per_step']:>12.2f}"
+            f"{images:>11.1f}{gflops:>10.1f}{gflops / ceiling:>10.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import jax
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-
 from omegaconf import OmegaConf
 
 import jaxclf.config  # noqa: F401  (registers the schema)

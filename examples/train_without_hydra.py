@@ -68,7 +68,11 @@ def main() -> None:
         image_shape=(8, 8, 1),
         normalize=Normalizer(mean=[4.8859], std=[6.0148]),
     )
-    callbacks = [PeriodicEvaluation(every_steps=100), TensorBoardLogger(every_steps=50), ModelCheckpoint(every_steps=100)]
+    callbacks = [
+        PeriodicEvaluation(every_steps=100),
+        TensorBoardLogger(every_steps=50),
+        ModelCheckpoint(every_steps=100),
+    ]
     trainer = Trainer(TrainerConfig(max_steps=args.steps), hardware, callbacks, workdir=args.workdir)
     try:
         state = trainer.fit(classifier, data)  # resumes from args.workdir's checkpoints, if any

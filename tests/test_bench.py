@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow  # ~2 min together: a smoke test of each script, no timing asserted
@@ -13,7 +14,17 @@ pytestmark = pytest.mark.slow  # ~2 min together: a smoke test of each script, n
 
 def test_overhead_benchmark_runs(data_dir):
     result = subprocess.run(
-        [sys.executable, "bench/overhead.py", "--steps", "20", "--warmup", "10", "--repeats", "1", f"data.data_dir={data_dir}"],
+        [
+            sys.executable,
+            "bench/overhead.py",
+            "--steps",
+            "20",
+            "--warmup",
+            "10",
+            "--repeats",
+            "1",
+            f"data.data_dir={data_dir}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -38,21 +49,45 @@ def test_models_benchmark_runs():
 
 def test_input_benchmark_runs(data_dir):
     result = _run(
-        "bench/input.py", "--calls", "1", "--steps-per-call", "1", "--batch-size", "16", "--imagenet-images", "16", "--data-dir", data_dir
+        "bench/input.py",
+        "--calls",
+        "1",
+        "--steps-per-call",
+        "1",
+        "--batch-size",
+        "16",
+        "--imagenet-images",
+        "16",
+        "--data-dir",
+        data_dir,
     )
     assert result.returncode == 0, result.stderr
     assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["digits", "cifar", "imagenet"]
 
 
 def test_checkpoint_benchmark_runs(data_dir):
-    result = _run("bench/checkpoint.py", "--models", "mlp", "--repeats", "1", "--steps", "20", "--every", "10", "--data-dir", data_dir)
+    result = _run(
+        "bench/checkpoint.py",
+        "--models",
+        "mlp",
+        "--repeats",
+        "1",
+        "--steps",
+        "20",
+        "--every",
+        "10",
+        "--data-dir",
+        data_dir,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[2].startswith("| mlp | 85,002 |")
     assert "with one every 10 steps" in result.stdout
 
 
 def test_launchers_benchmark_runs(data_dir):
-    result = _run("bench/launchers.py", "--jobs", "1", "--repeats", "1", "trainer.max_steps=10", f"data.data_dir={data_dir}")
+    result = _run(
+        "bench/launchers.py", "--jobs", "1", "--repeats", "1", "trainer.max_steps=10", f"data.data_dir={data_dir}"
+    )
     assert result.returncode == 0, result.stderr
     rows = result.stdout.splitlines()
     assert rows[2].startswith("default (in process)") and rows[2].split()[-1] == "1.00"

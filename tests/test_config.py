@@ -22,7 +22,9 @@ def test_every_option_composes_and_resolves(compose, group, option):
     assert cfg.hydra.runtime.choices[group] == option
     job_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     container = OmegaConf.to_container(job_config, resolve=True, throw_on_missing=True)
-    assert group == "experiment" or container[group] or (group, option) == ("callbacks", "none")  # interpolations resolve
+    assert (
+        group == "experiment" or container[group] or (group, option) == ("callbacks", "none")
+    )  # interpolations resolve
 
 
 def test_expected_options_exist():

@@ -93,7 +93,9 @@ def test_validation_split_and_holdout_are_exclusive(compose, data_dir):
 
 
 def test_synthetic_data_has_any_shape_and_class_count(compose):
-    cfg = compose(["data=synthetic", "data.image_shape=[12,10,2]", "data.num_classes=7", "data.synthetic_examples.train=50"])
+    cfg = compose(
+        ["data=synthetic", "data.image_shape=[12,10,2]", "data.num_classes=7", "data.synthetic_examples.train=50"]
+    )
     splits = build_splits(OmegaConf.to_object(cfg.data))
     images, labels = splits["train"].read(np.arange(50))
     assert images.shape == (50, 12, 10, 2) and images.dtype == np.uint8
@@ -120,8 +122,8 @@ def test_inception_crop_covers_the_configured_area_and_aspect():
     finally:
         Image.Image.resize = original_resize
     assert all(crop.size == (32, 24) for crop in crops)
-    areas = np.array([(r - l) * (b - t) / (300 * 200) for l, t, r, b in boxes])
-    aspects = np.array([(r - l) / (b - t) for l, t, r, b in boxes])
+    areas = np.array([(right - left) * (bottom - top) / (300 * 200) for left, top, right, bottom in boxes])
+    aspects = np.array([(right - left) / (bottom - top) for left, top, right, bottom in boxes])
     assert areas.min() >= 0.07 and areas.max() <= 1.0 and areas.min() < 0.2 and areas.max() > 0.8
     assert aspects.min() >= 0.74 and aspects.max() <= 1.34
 
@@ -147,7 +149,9 @@ def test_evaluation_view_is_the_centre_crop_of_the_resized_image():
     ],
     ids=["missing", "empty_data_dir", "imagenet_without_manual_dir", "empty_manual_dir", "absent_manual_dir"],
 )
-def test_data_that_is_not_there_is_a_config_error_saying_how_to_prepare_it(compose, data_dir, tmp_path, overrides, message):
+def test_data_that_is_not_there_is_a_config_error_saying_how_to_prepare_it(
+    compose, data_dir, tmp_path, overrides, message
+):
     names = {"data_dir": data_dir, "empty": str(tmp_path)}
     cfg = compose([f"data.data_dir={data_dir}", *(override.format(**names) for override in overrides)])
     with pytest.raises(ConfigError) as error:
@@ -171,5 +175,7 @@ def test_encoded_batches_are_the_same_after_a_restart(compose, hardware):
 
 
 def test_an_image_shape_that_does_not_match_the_dataset_is_a_config_error(compose):
-    with pytest.raises(ConfigError, match=re.escape("data.image_shape=[28, 28, 3] does not match the dataset's images [32, 32, 3]")):
+    with pytest.raises(
+        ConfigError, match=re.escape("data.image_shape=[28, 28, 3] does not match the dataset's images [32, 32, 3]")
+    ):
         _mock_splits(compose, "cifar10", "data.image_shape=[28,28,3]")

@@ -9,6 +9,7 @@ import inspect
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
 
 SOURCE = ROOT / "src" / "jaxclf"
@@ -44,9 +45,7 @@ def _imported_modules(tree: ast.AST, modules: dict[str, Path]) -> set[str]:
 
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
-    return {
-        name: _imported_modules(ast.parse(path.read_text()), modules) - {name} for name, path in modules.items()
-    }
+    return {name: _imported_modules(ast.parse(path.read_text()), modules) - {name} for name, path in modules.items()}
 
 
 def test_the_import_graph_is_read_from_the_code():
@@ -66,7 +65,9 @@ def test_no_import_cycle_among_the_packages_modules():
 def test_lower_layers_know_nothing_of_higher_ones():
     graph = import_graph()
     for pure in ("jaxclf.losses", "jaxclf.targets", "jaxclf.objectives", "jaxclf.checkpointing"):
-        assert not graph[pure] & {"jaxclf.runs", "jaxclf.run", "jaxclf.trainer", "jaxclf.config", "jaxclf.callbacks"}, pure
+        assert not graph[pure] & {"jaxclf.runs", "jaxclf.run", "jaxclf.trainer", "jaxclf.config", "jaxclf.callbacks"}, (
+            pure
+        )
     assert not {name for name in graph if name != "jaxclf.run" and "jaxclf.run" in graph[name]} - {"jaxclf.study"}
 
 

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY, checkpoint_steps, digest, launch_in_process, run_launch, tensorboard_scalars
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.util import tensor_util
+
+from conftest import TINY, checkpoint_steps, digest, launch_in_process, run_launch, tensorboard_scalars
 
 
 def _images(run_dir: Path) -> dict[str, dict[int, tuple[int, int]]]:
@@ -134,7 +135,11 @@ def test_two_devices_shard_the_batch(tmp_path, data_dir):
     assert summary["validation"]["num_examples"] == 200 and summary["test"]["num_examples"] == 297
 
     result = run_launch(
-        f"hydra.run.dir={tmp_path / 'odd'}", f"data.data_dir={data_dir}", "data.batch_size=63", *TINY, env_extra=two_cpus
+        f"hydra.run.dir={tmp_path / 'odd'}",
+        f"data.data_dir={data_dir}",
+        "data.batch_size=63",
+        *TINY,
+        env_extra=two_cpus,
     )
     assert result.returncode == 2
     assert "data.batch_size=63 is not valid; it must be a positive multiple of the device count (2)" in result.stderr
@@ -200,7 +205,13 @@ def test_an_imagenet_sized_vit_trains_on_synthetic_data(tmp_path):
 def test_describe_prints_parameters_and_flops_without_data(tmp_path):
     empty = tmp_path / "no_data"
     empty.mkdir()
-    result = run_launch(f"hydra.run.dir={tmp_path / 'run'}", "model=vit_s16", "data=imagenet2012", "mode=describe", f"data.data_dir={empty}")
+    result = run_launch(
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "model=vit_s16",
+        "data=imagenet2012",
+        "mode=describe",
+        f"data.data_dir={empty}",
+    )
     assert result.returncode == 0, result.stderr
     assert "Total: 22,050,664" in result.stdout and "backbone/block_11/mlp/fc2/kernel" in result.stdout
     # ViT-S/16 at 224: 4.6 GMACs per image (timm) -> 9.2 GFLOPs.
@@ -210,7 +221,9 @@ def test_describe_prints_parameters_and_flops_without_data(tmp_path):
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
-    result = run_launch("-m", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", "optim.learning_rate=-1,0.003", *TINY)
+    result = run_launch(
+        "-m", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", "optim.learning_rate=-1,0.003", *TINY
+    )
     assert result.returncode == 1  # Hydra reports the failed job once the sweep is done
     failed, finished = sorted(tmp_path.glob("[01]_*"))
     assert "optim.learning_rate=-1," in failed.name and "optim.learning_rate=0.003," in finished.name
@@ -221,7 +234,9 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     summary = json.loads((finished / "summary.json").read_text())
     assert summary["steps"] == 60 and not (failed / "summary.json").exists()
 
-    report = subprocess.run([sys.executable, "-m", "jaxclf.report", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [sys.executable, "-m", "jaxclf.report", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert report.returncode == 0, report.stderr
     text = (tmp_path / "report.md").read_text()
     assert "2 jobs in 2 settings: 1 finished, 1 failed, 0 unfinished" in text

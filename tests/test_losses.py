@@ -80,7 +80,9 @@ def test_cross_entropy_with_one_hot_targets_is_the_nll_of_the_label(logits, seed
     hard = losses.softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
     reference = -_np_log_softmax(logits)[np.arange(len(labels)), labels]
     np.testing.assert_allclose(hard, reference, rtol=1e-5, atol=2e-3)
-    np.testing.assert_allclose(hard, optax.softmax_cross_entropy_with_integer_labels(logits, labels), rtol=1e-5, atol=2e-3)
+    np.testing.assert_allclose(
+        hard, optax.softmax_cross_entropy_with_integer_labels(logits, labels), rtol=1e-5, atol=2e-3
+    )
 
 
 def test_soft_cross_entropy_matches_optax_on_soft_targets():
@@ -108,12 +110,14 @@ def test_losses_and_gradients_stay_finite_at_extreme_logits(dtype):
     }
     for name, loss in checks.items():
         values = loss(logits)
-        grads = jax.grad(lambda z: jnp.sum(loss(z)))(logits)
+        grads = jax.grad(lambda z, loss=loss: jnp.sum(loss(z)))(logits)
         assert values.dtype == jnp.float32, name
         assert np.all(np.isfinite(np.asarray(values, np.float32))), name
         assert np.all(np.isfinite(np.asarray(grads, np.float32))), name
     # The worst case is exact: -log p[label] = 2e4 for the first row.
-    np.testing.assert_allclose(losses.softmax_cross_entropy(logits, one_hot)[0], 2e4, rtol=1e-2 if dtype == jnp.bfloat16 else 1e-6)
+    np.testing.assert_allclose(
+        losses.softmax_cross_entropy(logits, one_hot)[0], 2e4, rtol=1e-2 if dtype == jnp.bfloat16 else 1e-6
+    )
 
 
 def test_cross_entropy_gradient_is_softmax_minus_target():
@@ -129,7 +133,9 @@ def test_per_example_shapes(batch_shape):
     logits = jnp.zeros((*batch_shape, 4))
     labels = jnp.zeros(batch_shape, jnp.int32)
     one_hot = jax.nn.one_hot(labels, 4)
-    np.testing.assert_allclose(losses.softmax_cross_entropy(logits, one_hot), np.full(batch_shape, np.log(4.0)), rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.softmax_cross_entropy(logits, one_hot), np.full(batch_shape, np.log(4.0)), rtol=1e-6
+    )
     assert losses.sigmoid_cross_entropy(logits, one_hot).shape == batch_shape
 
 
@@ -168,11 +174,13 @@ def test_distillation_matches_optax_kl_times_t_squared():
         jax.nn.log_softmax(student / temperature), jax.nn.softmax(teacher / temperature)
     )
     np.testing.assert_allclose(losses.distillation_loss(student, teacher, temperature), expected, rtol=1e-5, atol=1e-6)
-    closed_form = (
-        temperature**2
-        * (np.exp(_np_log_softmax(teacher / temperature)) * (_np_log_softmax(teacher / temperature) - _np_log_softmax(student / temperature))).sum(-1)
+    closed_form = temperature**2 * (
+        np.exp(_np_log_softmax(teacher / temperature))
+        * (_np_log_softmax(teacher / temperature) - _np_log_softmax(student / temperature))
+    ).sum(-1)
+    np.testing.assert_allclose(
+        losses.distillation_loss(student, teacher, temperature), closed_form, rtol=1e-5, atol=1e-6
     )
-    np.testing.assert_allclose(losses.distillation_loss(student, teacher, temperature), closed_form, rtol=1e-5, atol=1e-6)
 
 
 def test_distillation_is_zero_with_zero_gradient_when_student_equals_teacher():
@@ -191,7 +199,7 @@ def test_t_squared_keeps_gradient_magnitude_comparable_across_temperatures():
     teacher = rng.normal(size=(32, 10)).astype(np.float32)
     norms = {}
     for temperature in (1.0, 4.0, 16.0, 64.0):
-        grads = jax.grad(lambda z: jnp.sum(losses.distillation_loss(z, teacher, temperature)))(student)
+        grads = jax.grad(lambda z, t=temperature: jnp.sum(losses.distillation_loss(z, teacher, t)))(student)
         norms[temperature] = float(jnp.linalg.norm(grads))
     scaled = np.array([norms[t] for t in (4.0, 16.0, 64.0)])
     assert scaled.max() / scaled.min() < 1.5  # comparable with T^2
@@ -220,10 +228,14 @@ def test_focal_loss_with_gamma_zero_is_cross_entropy_and_shrinks_easy_examples()
     rng = np.random.default_rng(8)
     logits = rng.normal(scale=2.0, size=(32, 5)).astype(np.float32)
     labels = jax.nn.one_hot(rng.integers(0, 5, 32), 5)
-    np.testing.assert_allclose(losses.focal_loss(logits, labels, 0.0), losses.softmax_cross_entropy(logits, labels), rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.focal_loss(logits, labels, 0.0), losses.softmax_cross_entropy(logits, labels), rtol=1e-6
+    )
     cross_entropy, focal = losses.softmax_cross_entropy(logits, labels), losses.focal_loss(logits, labels, 2.0)
     p_true = np.exp(-np.asarray(cross_entropy))
-    np.testing.assert_allclose(focal, (1 - p_true) ** 2 * cross_entropy, rtol=1e-4, atol=1e-7)  # one-hot: -(1 - p_t)^g log p_t
+    np.testing.assert_allclose(
+        focal, (1 - p_true) ** 2 * cross_entropy, rtol=1e-4, atol=1e-7
+    )  # one-hot: -(1 - p_t)^g log p_t
 
 
 @pytest.mark.parametrize("gamma", [0.5, 2.0])

@@ -37,7 +37,9 @@ def _predictor(num_examples: int, num_classes: int, accuracy_of, seed: int = 0):
 
 
 def _ece(probs, labels, mask=None) -> float:
-    return float(CalibrationBins.from_model_output(probs=jnp.asarray(probs), labels=jnp.asarray(labels), mask=mask).compute())
+    return float(
+        CalibrationBins.from_model_output(probs=jnp.asarray(probs), labels=jnp.asarray(labels), mask=mask).compute()
+    )
 
 
 def test_calibrated_predictor_has_ece_near_zero():
@@ -60,7 +62,9 @@ def test_ece_matches_numpy_on_an_arbitrary_predictor_and_merges_across_batches()
     assert expected > 0.05  # c^2 < c: over-confident everywhere
     merged = CalibrationBins.empty()
     for chunk in np.array_split(np.arange(5_000), 7):
-        merged = merged.merge(CalibrationBins.from_model_output(probs=jnp.asarray(probs[chunk]), labels=jnp.asarray(labels[chunk])))
+        merged = merged.merge(
+            CalibrationBins.from_model_output(probs=jnp.asarray(probs[chunk]), labels=jnp.asarray(labels[chunk]))
+        )
     np.testing.assert_allclose(float(merged.compute()), expected, atol=1e-5)
     assert int(merged.count.sum()) == 5_000 and merged.count.shape == (NUM_CALIBRATION_BINS,)
 
@@ -80,7 +84,9 @@ def test_eval_step_metrics_match_numpy():
     images = jnp.asarray(rng.normal(scale=3.0, size=(32, 4, 4, 1)), jnp.float32)
     labels = rng.integers(0, 8, size=32)
     mask = np.arange(32) < 27
-    metrics = eval_step(state, EvalMetrics.empty(), {"image": images, "label": jnp.asarray(labels), "mask": jnp.asarray(mask)})
+    metrics = eval_step(
+        state, EvalMetrics.empty(), {"image": images, "label": jnp.asarray(labels), "mask": jnp.asarray(mask)}
+    )
     results = {k: float(v) for k, v in metrics.compute().items()}
 
     logits = np.asarray(state.apply_fn({"params": state.params}, images), np.float64)[mask]
@@ -104,7 +110,9 @@ def test_single_logit_heads_are_evaluated_as_two_classes():
     state = create_train_state(Linear(num_classes=1), optax.sgd(0.1), (2, 2, 1), jax.random.PRNGKey(1))
     images = jnp.asarray(np.random.default_rng(1).normal(size=(16, 2, 2, 1)), jnp.float32)
     labels = np.arange(16) % 2
-    metrics = eval_step(state, EvalMetrics.empty(), {"image": images, "label": jnp.asarray(labels), "mask": jnp.ones(16, bool)})
+    metrics = eval_step(
+        state, EvalMetrics.empty(), {"image": images, "label": jnp.asarray(labels), "mask": jnp.ones(16, bool)}
+    )
     h = np.asarray(state.apply_fn({"params": state.params}, images), np.float64)[:, 0]
     p_odd = 1 / (1 + np.exp(-h))
     nll = -np.mean(np.where(labels == 1, np.log(p_odd), np.log(1 - p_odd)))

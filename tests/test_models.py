@@ -176,7 +176,9 @@ def test_batch_norm_uses_batch_statistics_in_training_and_updates_running_ones()
     np.testing.assert_allclose(alone, batched, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("model", [_vit(), ResNet(num_classes=10, stage_sizes=(1,), stem="cifar", width=4)], ids=["vit", "resnet"])
+@pytest.mark.parametrize(
+    "model", [_vit(), ResNet(num_classes=10, stage_sizes=(1,), stem="cifar", width=4)], ids=["vit", "resnet"]
+)
 def test_bfloat16_compute_keeps_float32_parameters_and_logits(model):
     model = model.clone(dtype=jnp.bfloat16)
     variables = jax.jit(functools.partial(init_variables, model, (8, 8, 1)))(jax.random.key(0))

@@ -26,7 +26,10 @@ def test_kernel_mask_spares_biases_norms_and_embeddings():
     params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
     assert optim.kernel_mask(params) == {"dense": {"kernel": True, "bias": False}}
     vit_like = {
-        "patch": {"embedding": {"kernel": jnp.ones((2, 2, 1, 4)), "bias": jnp.ones(4)}, "class_token": jnp.ones((1, 1, 4))},
+        "patch": {
+            "embedding": {"kernel": jnp.ones((2, 2, 1, 4)), "bias": jnp.ones(4)},
+            "class_token": jnp.ones((1, 1, 4)),
+        },
         "position_embedding": jnp.ones((1, 5, 4)),
         "norm": {"scale": jnp.ones(4), "bias": jnp.ones(4)},
     }
@@ -60,7 +63,9 @@ def test_adamw_matches_optax_adamw_at_constant_rate():
 
 
 def test_gradient_clipping():
-    tx = optim.sgd(learning_rate=1.0, weight_decay=0.0, warmup_steps=0, total_steps=10, momentum=0.0, grad_clip_norm=1.0)
+    tx = optim.sgd(
+        learning_rate=1.0, weight_decay=0.0, warmup_steps=0, total_steps=10, momentum=0.0, grad_clip_norm=1.0
+    )
     params = {"w": jnp.zeros(4)}
     grads = {"w": jnp.full(4, 10.0)}
     updates, _ = tx.update(grads, tx.init(params), params)

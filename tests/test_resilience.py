@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+
 from conftest import (
     ROOT,
     TINY,
@@ -53,7 +54,9 @@ def _start_and_wait_for_a_checkpoint(command: list[str], run_dir: Path) -> subpr
             return process
         time.sleep(0.02)
     process.kill()
-    raise AssertionError(f"no checkpoint appeared; the run ended with {process.poll()}: {process.communicate()[1][-2000:]}")
+    raise AssertionError(
+        f"no checkpoint appeared; the run ended with {process.poll()}: {process.communicate()[1][-2000:]}"
+    )
 
 
 @pytest.mark.slow
@@ -69,7 +72,9 @@ def test_a_run_killed_at_a_random_step_resumes_bitwise_identically(tmp_path, dat
         "loss.mixup_alpha=0.2",  # randomness in every step
         "model.dropout_rate=0.1",
     )
-    uninterrupted = subprocess.run(_launch_command(tmp_path / "whole", data_dir, *overrides), cwd=ROOT, capture_output=True, text=True, check=False)
+    uninterrupted = subprocess.run(
+        _launch_command(tmp_path / "whole", data_dir, *overrides), cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert uninterrupted.returncode == 0, uninterrupted.stderr
 
     command = _launch_command(tmp_path / "killed", data_dir, *overrides)
@@ -94,7 +99,11 @@ def test_a_run_killed_at_a_random_step_resumes_bitwise_identically(tmp_path, dat
 def test_sigterm_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir, caplog):
     signal_number = signal.SIGTERM
     command = _launch_command(
-        tmp_path, data_dir, "trainer.max_steps=100000", "callbacks.checkpoint.every_steps=50", "callbacks.evaluation.every_steps=100000"
+        tmp_path,
+        data_dir,
+        "trainer.max_steps=100000",
+        "callbacks.checkpoint.every_steps=50",
+        "callbacks.evaluation.every_steps=100000",
     )
     process = _start_and_wait_for_a_checkpoint(command, tmp_path)
     process.send_signal(signal_number)
@@ -108,7 +117,9 @@ def test_sigterm_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir, 
 
     # The same command with a shorter budget picks up from there.
     caplog.set_level(logging.INFO)
-    code, stderr = launch_in_process(*command[2:-3], f"trainer.max_steps={stopped_at + 10}", "callbacks.evaluation.every_steps=100000")
+    code, stderr = launch_in_process(
+        *command[2:-3], f"trainer.max_steps={stopped_at + 10}", "callbacks.evaluation.every_steps=100000"
+    )
     assert code == 0, stderr
     assert f"Resuming from the checkpoint of step {stopped_at}" in caplog.text
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == stopped_at + 10
@@ -178,7 +189,11 @@ def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_last_good_checkpoint
 
 def test_skipping_nonfinite_updates_counts_them_and_never_saves_them(tmp_path, data_dir):
     code, stderr = launch_in_process(
-        f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY, "optim.learning_rate=1e30", "trainer.on_nonfinite=skip"
+        f"hydra.run.dir={tmp_path}",
+        f"data.data_dir={data_dir}",
+        *TINY,
+        "optim.learning_rate=1e30",
+        "trainer.on_nonfinite=skip",
     )
     assert code == 0, stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -205,16 +220,44 @@ BAD_INPUTS = [
     (("data.batch_size=0",), 2, "data.batch_size=0 is not valid"),
     (("data.batch_size=5000",), 2, "data.batch_size=5000 is larger than the training split (1300 examples)"),
     (("trainer.max_steps=0",), 2, "trainer.max_steps=0 is not valid; it must be a positive integer"),
-    (("callbacks.evaluation.every_steps=-5",), 2, "callbacks.evaluation.every_steps=-5 is not valid; it must be a positive integer"),
-    (("callbacks=early_stopping", "callbacks.early_stopping.monitor=acc"), 2, "callbacks.early_stopping.monitor=acc is not valid"),
-    (("callbacks=early_stopping", "callbacks.early_stopping.mode=down"), 2, "callbacks.early_stopping.mode=down is not valid"),
-    (("callbacks=early_stopping", "callbacks.early_stopping.patience=0"), 2, "callbacks.early_stopping.patience=0 is not valid"),
-    (("+callbacks.evaluation.bogus=1",), 2, "callbacks.evaluation.bogus is not a parameter of jaxclf.callbacks.PeriodicEvaluation"),
-    (("+callbacks.probe._target_=no.such.Callback",), 2, "callbacks.probe._target_=no.such.Callback is not an importable object"),
+    (
+        ("callbacks.evaluation.every_steps=-5",),
+        2,
+        "callbacks.evaluation.every_steps=-5 is not valid; it must be a positive integer",
+    ),
+    (
+        ("callbacks=early_stopping", "callbacks.early_stopping.monitor=acc"),
+        2,
+        "callbacks.early_stopping.monitor=acc is not valid",
+    ),
+    (
+        ("callbacks=early_stopping", "callbacks.early_stopping.mode=down"),
+        2,
+        "callbacks.early_stopping.mode=down is not valid",
+    ),
+    (
+        ("callbacks=early_stopping", "callbacks.early_stopping.patience=0"),
+        2,
+        "callbacks.early_stopping.patience=0 is not valid",
+    ),
+    (
+        ("+callbacks.evaluation.bogus=1",),
+        2,
+        "callbacks.evaluation.bogus is not a parameter of jaxclf.callbacks.PeriodicEvaluation",
+    ),
+    (
+        ("+callbacks.probe._target_=no.such.Callback",),
+        2,
+        "callbacks.probe._target_=no.such.Callback is not an importable object",
+    ),
     (("model=vit", "model.patch_size=3"), 2, "model.patch_size=3 does not divide the image shape [8, 8, 1]"),
     (("model=vit", "model.num_heads=3"), 2, "model.num_heads=3 does not divide hidden_size=64"),
     (("loss.label_smoothing=1.5",), 2, "loss.label_smoothing=1.5 is not valid; it must lie in [0, 1]"),
-    (("loss=distill", "loss.teacher=TEACHER", "loss.temperature=0"), 2, "loss.temperature=0.0 is not valid; it must be positive"),
+    (
+        ("loss=distill", "loss.teacher=TEACHER", "loss.temperature=0"),
+        2,
+        "loss.temperature=0.0 is not valid; it must be positive",
+    ),
     (("data.train_examples=5000",), 2, "data.train_examples=5000 is not valid; it must be between 1 and"),
     (("data.image_shape=[16,16,1]",), 2, "data.image_shape=[16, 16, 1] does not match the dataset's images [8, 8, 1]"),
     (("data.std=[0.0]",), 2, "data.std=[0.0] is not valid; every value must be positive"),
@@ -224,8 +267,16 @@ BAD_INPUTS = [
     (("data=imagenet2012",), 2, "data.name=imagenet2012 is not prepared in"),
     (("loss=distill",), 2, "loss.teacher=None is not a run directory"),
     (("loss=distill", "loss.teacher=/no/such/run"), 2, "loss.teacher='/no/such/run' is not a run directory"),
-    (("loss=distill", "loss.teacher=TEACHER", "data=digits_parity"), 2, "classes of [8, 8, 1] images; this run needs 2 classes"),
-    (("optim.learning_rate=0.01", "model.hidden_sizes=[64]"), 2, "holds a run of another config; differing keys: model.hidden_sizes"),
+    (
+        ("loss=distill", "loss.teacher=TEACHER", "data=digits_parity"),
+        2,
+        "classes of [8, 8, 1] images; this run needs 2 classes",
+    ),
+    (
+        ("optim.learning_rate=0.01", "model.hidden_sizes=[64]"),
+        2,
+        "holds a run of another config; differing keys: model.hidden_sizes",
+    ),
     (("trainer.resume=false",), 2, "trainer.resume=false but"),
 ]
 
@@ -240,7 +291,9 @@ def protected_run(finished_run):
 
 
 @pytest.mark.parametrize("overrides,exit_code,message", BAD_INPUTS, ids=[" ".join(case[0]) for case in BAD_INPUTS])
-def test_bad_input_is_one_clear_line_and_leaves_the_run_untouched(protected_run, data_dir, overrides, exit_code, message):
+def test_bad_input_is_one_clear_line_and_leaves_the_run_untouched(
+    protected_run, data_dir, overrides, exit_code, message
+):
     run_dir, teacher = protected_run
     checkpoints, summary = digest(run_dir / "checkpoints"), (run_dir / "summary.json").read_bytes()
     overrides = [override.replace("TEACHER", str(teacher)) for override in overrides]
@@ -283,7 +336,9 @@ EARLY_STOPPING = (
 
 
 def test_early_stopping_tests_the_best_checkpoint_and_survives_a_resume(tmp_path, data_dir):
-    code, stderr = launch_in_process(f"hydra.run.dir={tmp_path / 'whole'}", f"data.data_dir={data_dir}", *EARLY_STOPPING)
+    code, stderr = launch_in_process(
+        f"hydra.run.dir={tmp_path / 'whole'}", f"data.data_dir={data_dir}", *EARLY_STOPPING
+    )
     assert code == 0, stderr
     whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
     stopping = whole["early_stopping"]
@@ -297,7 +352,9 @@ def test_early_stopping_tests_the_best_checkpoint_and_survives_a_resume(tmp_path
     # Interrupted after one evaluation without improvement, then resumed: it
     # counts on from the checkpoint and stops where the whole run stopped.
     interrupted = (tmp_path / "parts", f"data.data_dir={data_dir}")
-    code, stderr = launch_in_process(f"hydra.run.dir={interrupted[0]}", interrupted[1], *EARLY_STOPPING, f"trainer.max_steps={best + 50}")
+    code, stderr = launch_in_process(
+        f"hydra.run.dir={interrupted[0]}", interrupted[1], *EARLY_STOPPING, f"trainer.max_steps={best + 50}"
+    )
     assert code == 0, stderr
     code, stderr = launch_in_process(f"hydra.run.dir={interrupted[0]}", interrupted[1], *EARLY_STOPPING)
     assert code == 0, stderr
@@ -306,5 +363,7 @@ def test_early_stopping_tests_the_best_checkpoint_and_survives_a_resume(tmp_path
 
     # Started again, the stopped run is finished: nothing changes.
     summary = (tmp_path / "whole" / "summary.json").read_bytes()
-    assert launch_in_process(f"hydra.run.dir={tmp_path / 'whole'}", f"data.data_dir={data_dir}", *EARLY_STOPPING)[0] == 0
+    assert (
+        launch_in_process(f"hydra.run.dir={tmp_path / 'whole'}", f"data.data_dir={data_dir}", *EARLY_STOPPING)[0] == 0
+    )
     assert (tmp_path / "whole" / "summary.json").read_bytes() == summary

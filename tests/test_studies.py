@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY, run_launch, tensorboard_scalars
 from PIL import Image
 
+from conftest import TINY, run_launch, tensorboard_scalars
 from jaxclf.runs import read_config
 
 TEACHER = 'hydra.callbacks.teacher.overrides=["trainer.max_steps=40","callbacks.progress_bar=null"]'
@@ -70,11 +70,17 @@ def tensorboard_post(logdir: Path, route: str, request: dict) -> dict:
     from werkzeug.test import Client
 
     board = program.TensorBoard(plugins=default.get_plugins())
-    board.configure(argv=[None, "--logdir", str(logdir), "--load_fast=false", "--reload_task=blocking", "--reload_interval=0"])
+    board.configure(
+        argv=[None, "--logdir", str(logdir), "--load_fast=false", "--reload_task=blocking", "--reload_interval=0"]
+    )
     ingester = data_ingester.LocalDataIngester(board.flags)
     ingester.start()
     app = application.TensorBoardWSGIApp(
-        board.flags, board.plugin_loaders, ingester.data_provider, board.assets_zip_provider, ingester.deprecated_multiplexer
+        board.flags,
+        board.plugin_loaders,
+        ingester.data_provider,
+        board.assets_zip_provider,
+        ingester.deprecated_multiplexer,
     )
     response = Client(app).post(route, json=request, headers={"X-XSRF-Protected": "1"})
     assert response.status_code == 200, response.data
@@ -101,7 +107,9 @@ def test_tensorboards_hparams_tab_compares_the_jobs_by_config_and_final_metrics(
         metrics = {value["name"]["tag"]: value["value"] for value in sessions[job.name]["metricValues"]}
         assert metrics["test/accuracy"] == pytest.approx(summary["test"]["accuracy"])
         assert metrics["test/ece"] == pytest.approx(summary["test"]["ece"])
-        assert metrics["gap/train_minus_validation_accuracy"] == pytest.approx(summary["train_minus_validation_accuracy"])
+        assert metrics["gap/train_minus_validation_accuracy"] == pytest.approx(
+            summary["train_minus_validation_accuracy"]
+        )
 
 
 def test_the_teacher_is_trained_once_before_the_jobs_that_distil_from_it(study):
@@ -130,7 +138,9 @@ def test_the_report_tabulates_mean_and_std_over_seeds_and_draws_the_plots(study,
     assert report.returncode == 0, report.stderr
     assert report.stdout.strip() == str(tmp_path / "report.md")
     text = (tmp_path / "report.md").read_text()
-    rows = {line.split(" | ")[0].strip("| `"): line.split(" | ") for line in text.splitlines() if line.startswith("| `")}
+    rows = {
+        line.split(" | ")[0].strip("| `"): line.split(" | ") for line in text.splitlines() if line.startswith("| `")
+    }
     assert list(rows) == ["labels=hard", "labels=distill"]
 
     def summaries(setting: str) -> list[dict]:
@@ -166,9 +176,8 @@ def test_the_report_runs_as_a_module_and_refuses_what_is_not_a_sweep(tmp_path):
 
 @pytest.mark.slow  # a sweep of fresh processes, ~25 s
 def test_optuna_searches_learning_rate_and_weight_decay_for_validation_accuracy(tmp_path, data_dir):
-    result = run_launch(
-        "-m", "experiment=search_lr_wd", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY
-    )  # fmt: skip
+    sweep = ("-m", "experiment=search_lr_wd", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}")
+    result = run_launch(*sweep, f"data.data_dir={data_dir}", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
     trials = [json.loads((job / "summary.json").read_text()) for job in job_dirs(tmp_path)]
@@ -181,9 +190,8 @@ def test_optuna_searches_learning_rate_and_weight_decay_for_validation_accuracy(
 
 @pytest.mark.slow  # a sweep of fresh processes, ~25 s
 def test_joblib_runs_the_jobs_in_parallel_processes(tmp_path, data_dir):
-    result = run_launch(
-        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY
-    )  # fmt: skip
+    sweep = ("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    result = run_launch(*sweep, f"data.data_dir={data_dir}", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stderr + result.stdout
     summaries = [json.loads((job / "summary.json").read_text()) for job in job_dirs(tmp_path)]

@@ -38,7 +38,9 @@ def test_targets_without_smoothing_or_mixing_are_one_hot():
 
 def test_a_single_output_targets_the_probability_of_class_one():
     labels = jnp.array([0, 1, 1])
-    np.testing.assert_allclose(targets.dense_targets(labels, 1, 0.2, jnp.float32(1.0)), [[0.1], [0.9], [0.9]], rtol=1e-6)
+    np.testing.assert_allclose(
+        targets.dense_targets(labels, 1, 0.2, jnp.float32(1.0)), [[0.1], [0.9], [0.9]], rtol=1e-6
+    )
 
 
 def test_mixup_with_lambda_one_is_the_identity():
@@ -96,7 +98,9 @@ def test_distillation_mixes_the_teachers_softened_distribution_with_the_targets(
     images, labels = _batch(classes=5)
     student = rng.normal(scale=3.0, size=(6, 5)).astype(np.float32)
     teacher_logits = rng.normal(scale=3.0, size=(6, 5)).astype(np.float32)
-    teacher = Teacher(apply_fn=lambda variables, x, train: variables["logits"], variables={"logits": jnp.asarray(teacher_logits)})
+    teacher = Teacher(
+        apply_fn=lambda variables, x, train: variables["logits"], variables={"logits": jnp.asarray(teacher_logits)}
+    )
     objective = Distillation(teacher=teacher, temperature=2.0, alpha=0.7, label_smoothing=0.1)
     _, context = objective.prepare(jax.random.PRNGKey(0), images, labels)
 

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from omegaconf import OmegaConf
 
 from jaxclf import hardware as hardware_lib
@@ -40,7 +39,7 @@ def test_fused_steps_equal_single_steps(state_and_batches):
     losses = []
     step = jax.jit(train_step)
     for index in range(5):
-        single, outputs = step(single, jax.tree.map(lambda x: x[index], batches), objective)
+        single, outputs = step(single, jax.tree.map(lambda x, i=index: x[i], batches), objective)
         losses.append(float(outputs["loss"]))
     assert int(fused.step) == int(single.step) == 5
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fused.params, single.params)
@@ -107,14 +106,22 @@ class RecordingCallback(Callback):
         self.events.append(("fit_end", int(state.step)))
 
 
-RECORDER = ("callbacks.progress_bar=null", "+callbacks.recorder._target_=test_trainer.RecordingCallback", "+callbacks.recorder.tag=probe")
+RECORDER = (
+    "callbacks.progress_bar=null",
+    "+callbacks.recorder._target_=test_trainer.RecordingCallback",
+    "+callbacks.recorder.tag=probe",
+)
 
 
 def _build(compose, data_dir, workdir, *overrides, callbacks=RECORDER):
     """``(trainer, classifier, data)`` as ``run.py`` builds them from the composed config."""
     cfg = compose([f"data.data_dir={data_dir}", *callbacks, *overrides])
     hardware = hardware_lib.setup(OmegaConf.to_object(cfg.hardware))
-    return build_trainer(cfg, str(workdir), hardware, build_callbacks(cfg)), build_classifier(cfg), build_data(cfg, hardware)
+    return (
+        build_trainer(cfg, str(workdir), hardware, build_callbacks(cfg)),
+        build_classifier(cfg),
+        build_data(cfg, hardware),
+    )
 
 
 def _callback(trainer, state_key):
@@ -145,7 +152,10 @@ def test_user_callback_from_config_sees_every_event(compose, data_dir, tmp_path)
     assert ("eval_end", 20, "validation", 200) in recorder.events
     assert [event for event in recorder.events if event[0] == "checkpoint"] == [("checkpoint", 20), ("checkpoint", 25)]
     assert recorder.events[0] == ("fit_start", 0)
-    assert recorder.events[-2:] == [("fit_end", 25), ("checkpoint", 25)]  # checkpointing runs last, after every other callback
+    assert recorder.events[-2:] == [
+        ("fit_end", 25),
+        ("checkpoint", 25),
+    ]  # checkpointing runs last, after every other callback
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path))
@@ -154,12 +164,16 @@ def test_user_callback_from_config_sees_every_event(compose, data_dir, tmp_path)
 
 
 def test_resume_continues_from_the_checkpoint(compose, data_dir, tmp_path):
-    first, classifier, data = _build(compose, data_dir, tmp_path, "trainer.max_steps=20", "callbacks.checkpoint.every_steps=10")
+    first, classifier, data = _build(
+        compose, data_dir, tmp_path, "trainer.max_steps=20", "callbacks.checkpoint.every_steps=10"
+    )
     first_state = first.fit(classifier, data)
     first.close()
     assert first.checkpoints.latest_step() == 20
 
-    second, classifier, data = _build(compose, data_dir, tmp_path, "trainer.max_steps=30", "callbacks.checkpoint.every_steps=10")
+    second, classifier, data = _build(
+        compose, data_dir, tmp_path, "trainer.max_steps=30", "callbacks.checkpoint.every_steps=10"
+    )
     restored = second.initial_state(classifier)
     assert int(restored.step) == 20
     jax.tree.map(np.testing.assert_array_equal, restored.params, first_state.params)
@@ -168,7 +182,7 @@ def test_resume_continues_from_the_checkpoint(compose, data_dir, tmp_path):
     assert int(state.step) == 30
     recorder = _callback(second, "recorder")
     assert recorder.events[0] == ("fit_start", 20)
-    assert [e[1] for e in recorder.events if e[0] == "train_steps_end"][0] > 20
+    assert next(e[1] for e in recorder.events if e[0] == "train_steps_end") > 20
 
 
 def test_two_callbacks_of_one_class_keep_their_own_state_across_a_resume(compose, data_dir, tmp_path):
@@ -199,7 +213,9 @@ def test_two_callbacks_of_one_class_keep_their_own_state_across_a_resume(compose
 
 
 def test_no_callbacks_is_a_bare_loop(compose, data_dir, tmp_path):
-    trainer, classifier, data = _build(compose, data_dir, tmp_path, "callbacks=none", "trainer.max_steps=20", callbacks=())
+    trainer, classifier, data = _build(
+        compose, data_dir, tmp_path, "callbacks=none", "trainer.max_steps=20", callbacks=()
+    )
     assert trainer.callbacks == []
     state = trainer.fit(classifier, data)
     results = trainer.test(classifier, data, state, ["test"])
@@ -210,7 +226,9 @@ def test_no_callbacks_is_a_bare_loop(compose, data_dir, tmp_path):
 
 def test_batch_norm_statistics_train_and_resume_with_the_checkpoint(compose, data_dir, tmp_path):
     resnet = ("model=resnet18", "model.stem=cifar", "model.width=4", "model.stage_sizes=[1,1]")
-    first, classifier, data = _build(compose, data_dir, tmp_path, *resnet, "trainer.max_steps=10", "callbacks.checkpoint.every_steps=10")
+    first, classifier, data = _build(
+        compose, data_dir, tmp_path, *resnet, "trainer.max_steps=10", "callbacks.checkpoint.every_steps=10"
+    )
     initial = first.initial_state(classifier)
     initial_mean = np.asarray(initial.model_state["batch_stats"]["stem_norm"]["mean"])  # fit donates the state
     state = first.fit(classifier, data, initial)

@@ -60,7 +60,7 @@ def _check_period(every_steps: int) -> None:
 def is_due(step: int, every_steps: int | None) -> bool:
     """Whether periodic work of period ``every_steps`` is due after ``step``
     steps (calls end on every period's multiples, so none is skipped)."""
-    return bool(every_steps) and step % every_steps == 0
+    return every_steps is not None and every_steps > 0 and step % every_steps == 0
 
 
 class Callback:
@@ -321,7 +321,9 @@ class TensorBoardLogger(Callback):
         """One evaluation as scalars ``<name>/<metric>`` and a reliability diagram image."""
         name = self.split_names.get(split, split)
         writer = self.writer(trainer)
-        writer.write_scalars(step, {f"{name}/{metric}": value for metric, value in results.items() if metric != "num_examples"})
+        writer.write_scalars(
+            step, {f"{name}/{metric}": value for metric, value in results.items() if metric != "num_examples"}
+        )
         if self.reliability_diagrams:
             title = f"{split}, step {step}: ECE {results['ece']:.4f}"
             image = reliability_diagram(**results.calibration, title=title)

@@ -41,7 +41,9 @@ class CheckpointStore:
     deleted) and the one before it is used.
     """
 
-    def __init__(self, directory: str, retention: Retention = Retention(), quarantine: str | None = None, read_only: bool = False):
+    def __init__(
+        self, directory: str, retention: Retention = Retention(), quarantine: str | None = None, read_only: bool = False
+    ):
         self.directory = os.path.abspath(directory)
         self.retention = retention
         self.quarantine_directory = quarantine or f"{self.directory}_quarantine"

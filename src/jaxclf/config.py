@@ -168,8 +168,8 @@ def _target_nodes(node: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]
         return
     if "_target_" in node:
         yield path, node
-    for key in node:
-        yield from _target_nodes(node._get_node(key), f"{path}.{key}" if path else str(key))
+    for key in map(str, node):
+        yield from _target_nodes(node._get_node(key), f"{path}.{key}" if path else key)
 
 
 def _check_signature(path: str, node: DictConfig) -> None:
@@ -177,17 +177,19 @@ def _check_signature(path: str, node: DictConfig) -> None:
     try:
         target = get_object(node._target_)
     except Exception:  # noqa: BLE001 (Hydra raises several types for a bad path)
-        raise ConfigError(f"{path}._target_={node._target_} is not an importable object; check the dotted path") from None
+        raise ConfigError(
+            f"{path}._target_={node._target_} is not an importable object; check the dotted path"
+        ) from None
     parameters = inspect.signature(target).parameters
     if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
         return  # any keyword goes
-    keys = [key for key in node if not str(key).startswith("_")]
+    keys = [str(key) for key in node if not str(key).startswith("_")]
     for key in keys:
         if key not in parameters:
             raise ConfigError(
                 f"{path}.{key} is not a parameter of {node._target_}; its parameters: {', '.join(parameters)}"
             )
-    schema = builds(target, zen_partial=node.get("_partial_"), **{str(key): MISSING for key in keys})
+    schema = builds(target, zen_partial=node.get("_partial_"), **dict.fromkeys(keys, MISSING))
     try:
         OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.masked_copy(node, keys))
     except OmegaConfBaseException as error:

@@ -17,7 +17,9 @@ from clu import parameter_overview
 from jaxclf.train_state import abstract_variables
 
 
-def forward_flops(model: nn.Module, variables: dict[str, Any], image_shape: tuple[int, ...], batch_size: int = 1) -> float:
+def forward_flops(
+    model: nn.Module, variables: dict[str, Any], image_shape: tuple[int, ...], batch_size: int = 1
+) -> float:
     """FLOPs of one evaluation forward pass over ``batch_size`` images (XLA's count;
     a multiply-add is two)."""
     images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)

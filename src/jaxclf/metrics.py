@@ -63,7 +63,11 @@ class CalibrationBins(metrics.Metric):
 
     def as_numpy(self) -> dict[str, np.ndarray]:
         """The bins on the host, for a reliability diagram."""
-        return {"count": np.asarray(self.count), "confidence": np.asarray(self.confidence), "correct": np.asarray(self.correct)}
+        return {
+            "count": np.asarray(self.count),
+            "confidence": np.asarray(self.confidence),
+            "correct": np.asarray(self.correct),
+        }
 
 
 def _of_applied_steps(name: str):

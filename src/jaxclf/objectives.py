@@ -76,7 +76,7 @@ class Objective(struct.PyTreeNode):
 class Teacher(struct.PyTreeNode):
     """A trained model's forward pass in evaluation mode: its ``apply_fn`` and ``variables``."""
 
-    apply_fn: Callable[..., jax.Array] = struct.field(pytree_node=False)
+    apply_fn: Callable[..., Any] = struct.field(pytree_node=False)
     variables: Any
 
     def __call__(self, images: jax.Array) -> jax.Array:

@@ -80,7 +80,9 @@ def markdown_table(settings: Sequence[Setting], baseline: Setting) -> list[str]:
         for _, path, scale, unit in (COLUMNS[0], COLUMNS[3]):
             unit = " pp" if unit == "%" else unit  # a difference of percentages
             cells.append(
-                "baseline" if setting is baseline else signed_difference(setting.values(path), baseline.values(path), scale, unit)
+                "baseline"
+                if setting is baseline
+                else signed_difference(setting.values(path), baseline.values(path), scale, unit)
             )
         steps = setting.values(("steps",))
         cells.append(f"{steps.mean():.0f}" if steps.size else "–")
@@ -156,8 +158,9 @@ def jobs_without_results(jobs: Sequence[Job]) -> list[str]:
         return []
     lines = ["## Jobs without results", "", "| job | error |", "|---|---|"]
     for job in failed:
-        message = job.failure["message"].splitlines()[0] if job.failure["message"] else ""
-        lines.append(f"| `{job.name}` | {job.failure['error']}: {message} |")
+        failure = job.failure or {}
+        message = failure["message"].splitlines()[0] if failure["message"] else ""
+        lines.append(f"| `{job.name}` | {failure['error']}: {message} |")
     lines += [f"| `{job.name}` | no summary.json or failure.json (still running, or killed) |" for job in unfinished]
     return [*lines, ""]
 
@@ -185,7 +188,7 @@ def plot_curves(settings: Sequence[Setting], path: str) -> None:
             ):
                 curves = [job_scalars[tag] for job_scalars in scalars if job_scalars.get(tag)]
                 for curve in curves:
-                    ax.plot(*zip(*curve), color=color, alpha=0.25, linewidth=0.8)
+                    ax.plot(*zip(*curve, strict=True), color=color, alpha=0.25, linewidth=0.8)
                 if curves:
                     ax.plot(*mean_curve(curves), color=color, linewidth=2.0, label=label)
             ax.grid(alpha=0.3)

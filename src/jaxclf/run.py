@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import flax.linen as nn
 import jax
@@ -33,12 +33,21 @@ from jaxclf.data.splits import build_splits, head
 from jaxclf.describe import describe_model, format_description
 from jaxclf.errors import ConfigError
 from jaxclf.evaluation import train_minus_validation_accuracy
-from jaxclf.hardware import Hardware
+from jaxclf.hardware import Hardware, HardwareConfig
 from jaxclf.train_state import Classifier, TrainState, abstract_variables, count_params
 from jaxclf.trainer import Trainer, TrainerConfig
 
 logger = logging.getLogger(__name__)
 CallbackType = TypeVar("CallbackType", bound=Callback)
+SchemaType = TypeVar("SchemaType")
+
+
+def typed(node: DictConfig, schema: type[SchemaType]) -> SchemaType:
+    """A config node as its schema's dataclass: what a library user would construct."""
+    value = OmegaConf.to_object(node)
+    if not isinstance(value, schema):
+        raise TypeError(f"expected a {schema.__name__} config, got {type(value).__name__}")
+    return value
 
 
 def instantiate(node: Any, path: str, **objects: Any) -> Any:
@@ -93,9 +102,13 @@ def build_classifier(cfg: DictConfig) -> Classifier:
 def build_data(cfg: DictConfig, hardware: Hardware, train: bool = True) -> DataModule:
     """The splits of ``cfg.data``; the training loader when ``train``; the
     training split evaluated as its first ``evaluation.train_examples`` examples."""
-    data: DataConfig = OmegaConf.to_object(cfg.data)
+    data = typed(cfg.data, DataConfig)
     splits = build_splits(data)
-    loader = TrainLoader(splits["train"], data.batch_size, cfg.seed, hardware, data.prefetch, data.workers) if train else None
+    loader = (
+        TrainLoader(splits["train"], data.batch_size, cfg.seed, hardware, data.prefetch, data.workers)
+        if train
+        else None
+    )
     if cfg.evaluation.train_examples:
         splits["train"] = head(splits["train"], cfg.evaluation.train_examples)  # read without augmentation
     else:
@@ -115,9 +128,9 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
 
 
 def build_trainer(cfg: DictConfig, workdir: str, hardware: Hardware, callbacks: Sequence[Callback]) -> Trainer:
-    trainer_config: TrainerConfig = OmegaConf.to_object(cfg.trainer)
-    run_config = runs.RunConfig(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), resumable_keys_of(cfg))
-    return Trainer(trainer_config, hardware, callbacks, workdir, run_config)
+    values = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    run_config = runs.RunConfig(values, resumable_keys_of(cfg))
+    return Trainer(typed(cfg.trainer, TrainerConfig), hardware, callbacks, workdir, run_config)
 
 
 def find_callback(callbacks: Sequence[Callback], kind: type[CallbackType]) -> CallbackType | None:
@@ -133,7 +146,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     final model (the best one, when the checkpoint callback monitors a metric)
     and writes ``summary.json``. A finished run is left as it is."""
     start = time.monotonic()
-    hardware = hardware_lib.setup(OmegaConf.to_object(cfg.hardware))
+    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
     classifier = build_classifier(cfg)
     data = build_data(cfg, hardware)
     trainer = build_trainer(cfg, workdir, hardware, build_callbacks(cfg))
@@ -151,7 +164,11 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
         data.close()
     test = summary[SplitName.test.value]
     logger.info(
-        "test accuracy %.4f, loss %.4f after %d steps (%.1f s)", test["accuracy"], test["loss"], summary["steps"], summary["wall_time_s"]
+        "test accuracy %.4f, loss %.4f after %d steps (%.1f s)",
+        test["accuracy"],
+        test["loss"],
+        summary["steps"],
+        summary["wall_time_s"],
     )
     return summary
 
@@ -165,21 +182,22 @@ def _finished_summary(trainer: Trainer, state: TrainState, workdir: str) -> dict
     return summary
 
 
-def _test(trainer: Trainer, classifier: Classifier, data: DataModule, state: TrainState, cfg: DictConfig) -> dict[str, Any]:
+def _test(
+    trainer: Trainer, classifier: Classifier, data: DataModule, state: TrainState, cfg: DictConfig
+) -> dict[str, Any]:
     """The final evaluation of the best (or final) state, as ``summary.json`` holds it."""
     trained_steps = int(state.step)
-    checkpoint = find_callback(trainer.callbacks, ModelCheckpoint)
-    best_step = checkpoint.best_step if checkpoint is not None else None
-    if best_step is not None and best_step != trained_steps:
-        logger.info("Testing the best checkpoint: step %d, %s %s %.4f", best_step, checkpoint.split, checkpoint.monitor, checkpoint.best_value)
-        state = trainer.restore(classifier, best_step)
+    state = _tested_state(trainer, classifier, state)
     results = trainer.test(classifier, data, state, _final_splits(cfg, data))
     summary: dict[str, Any] = {split: dict(split_results) for split, split_results in results.items()}
     gap = train_minus_validation_accuracy(results)
     if gap is not None:
         summary["train_minus_validation_accuracy"] = gap
     summary.update(
-        steps=trained_steps, tested_step=int(state.step), skipped_steps=int(state.skipped_steps), num_params=count_params(state)
+        steps=trained_steps,
+        tested_step=int(state.step),
+        skipped_steps=int(state.skipped_steps),
+        num_params=count_params(state),
     )
     stopping = find_callback(trainer.callbacks, EarlyStopping)
     if stopping is not None:
@@ -188,18 +206,34 @@ def _test(trainer: Trainer, classifier: Classifier, data: DataModule, state: Tra
     return summary
 
 
+def _tested_state(trainer: Trainer, classifier: Classifier, state: TrainState) -> TrainState:
+    """The best checkpoint's state when the checkpoint callback monitors a metric, else ``state``."""
+    checkpoint = find_callback(trainer.callbacks, ModelCheckpoint)
+    if checkpoint is None or checkpoint.best_step is None or checkpoint.best_step == int(state.step):
+        return state
+    logger.info(
+        "Testing the best checkpoint: step %d, %s %s %.4f",
+        checkpoint.best_step,
+        checkpoint.split,
+        checkpoint.monitor,
+        checkpoint.best_value,
+    )
+    return trainer.restore(classifier, checkpoint.best_step)
+
+
 def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     """Re-tests the latest checkpoint in ``workdir`` on ``evaluation.splits``
     and writes ``evaluation.json``."""
     run_cfg = _evaluated_run_config(cfg, workdir)
-    hardware = hardware_lib.setup(OmegaConf.to_object(cfg.hardware))
+    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
     classifier = build_classifier(run_cfg)
     data = build_data(run_cfg, hardware, train=False)
     trainer = Trainer(TrainerConfig(), hardware, build_callbacks(cfg), workdir)
     try:
         state = trainer.restore(classifier)
         results: dict[str, Any] = {
-            split: dict(split_results) for split, split_results in trainer.test(classifier, data, state, _final_splits(cfg, data)).items()
+            split: dict(split_results)
+            for split, split_results in trainer.test(classifier, data, state, _final_splits(cfg, data)).items()
         }
         results["steps"] = int(state.step)
         runs.write_json_atomically(os.path.join(workdir, runs.EVALUATION_FILE), results)
@@ -219,7 +253,9 @@ def _evaluated_run_config(cfg: DictConfig, workdir: str) -> DictConfig:
     run_cfg = cfg.copy()
     run_cfg.model, run_cfg.optim = saved.model, saved.optim
     run_cfg.loss = OmegaConf.create({"_target_": "jaxclf.objectives.Objective"})
-    run_cfg.data = OmegaConf.merge(OmegaConf.structured(DataConfig), saved.data, {"data_dir": cfg.data.data_dir, "manual_dir": cfg.data.manual_dir})
+    run_cfg.data = OmegaConf.merge(
+        OmegaConf.structured(DataConfig), saved.data, {"data_dir": cfg.data.data_dir, "manual_dir": cfg.data.manual_dir}
+    )
     return run_cfg
 
 
@@ -239,7 +275,7 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
 def run(cfg: DictConfig, workdir: str) -> Mapping[str, Any]:
     """Validates ``cfg`` and dispatches on ``cfg.mode``."""
     if OmegaConf.get_type(cfg) is not Config:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), cfg)  # a config built without Hydra: typed here
+        cfg = cast(DictConfig, OmegaConf.merge(OmegaConf.structured(Config), cfg))  # built without Hydra: typed here
     validate(cfg)
     try:
         if cfg.mode == Mode.fit:

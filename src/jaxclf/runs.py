@@ -61,7 +61,6 @@ class RunConfig:
                 differences.append(f"{key}: {before!r} -> {after!r}")
         return differences
 
-
     def hparams(self) -> dict[str, Any]:
         """The config as scalars, for TensorBoard's HParams tab and ``summary.json``:
         ``{"optim.learning_rate": 0.003, "model.hidden_sizes": "[256, 256]", ...}``
@@ -114,16 +113,22 @@ def restore_model(run_dir: str) -> tuple[nn.Module, dict[str, Any], DictConfig]:
     abstract = abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape), sharding)
     store = checkpoint_store(run_dir, read_only=True)
     try:
-        state, _ = store.restore(abstract, store.latest_step())
+        step = store.latest_step()
+        if step is None:
+            raise ConfigError(f"{run_dir} holds no checkpoint; train first (mode=fit)")
+        state, _ = store.restore(abstract, step)
     finally:
         store.close()
     return model, {"params": state.params, **state.model_state}, cfg
 
 
 def load_teacher(run_dir: str | None, num_classes: int, image_shape: list[int]) -> Teacher:
-    """The finished run in ``run_dir`` as a distillation teacher for ``num_classes`` classes of ``image_shape`` images."""
+    """The finished run in ``run_dir`` as a distillation teacher, if it knows
+    ``num_classes`` classes of ``image_shape`` images."""
     if not run_dir or not os.path.isdir(run_dir):
-        raise ConfigError(f"loss.teacher={run_dir!r} is not a run directory; give the directory of a finished jaxclf run")
+        raise ConfigError(
+            f"loss.teacher={run_dir!r} is not a run directory; give the directory of a finished jaxclf run"
+        )
     model, variables, teacher_cfg = restore_model(run_dir)
     if teacher_cfg.data.num_classes != num_classes or list(teacher_cfg.data.image_shape) != list(image_shape):
         raise ConfigError(

@@ -58,5 +58,6 @@ def teacher_overrides(task_overrides: list[str]) -> list[str]:
     for override in OverridesParser.create().parse_overrides(task_overrides):
         if override.is_sweep_override() or override.key_or_group in STUDY_GROUPS:
             continue
-        kept.append(override.input_line)
+        if override.input_line:
+            kept.append(override.input_line)
     return kept

@@ -78,7 +78,8 @@ def load_jobs(sweep_dir: str) -> list[Job]:
             )
     if not jobs:
         raise ConfigError(
-            f"{sweep_dir!r} holds no Hydra jobs (subdirectories with .hydra/overrides.yaml); is it a multirun sweep directory?"
+            f"{sweep_dir!r} holds no Hydra jobs (subdirectories with .hydra/overrides.yaml); "
+            "is it a multirun sweep directory?"
         )
     return sorted(jobs, key=lambda job: job_number(job.name))
 
@@ -94,7 +95,8 @@ def group_by_setting(jobs: Sequence[Job]) -> list[Setting]:
     settings: dict[str, Setting] = {}
     for job in jobs:
         parsed = OverridesParser.create().parse_overrides(job.overrides)
-        varying = [item.input_line for item in parsed if item.input_line not in shared and item.key_or_group != SEED_KEY]
+        lines = [(item.input_line, item.key_or_group) for item in parsed if item.input_line]
+        varying = [line for line, key in lines if line not in shared and key != SEED_KEY]
         name = ", ".join(varying) or "(all jobs)"
         settings.setdefault(name, Setting(name, [])).jobs.append(job)
     return list(settings.values())

@@ -52,7 +52,12 @@ def create_train_state(
     variables = init_variables(model, image_shape, init_rng)
     params = variables.pop("params")
     return TrainState.create(
-        apply_fn=model.apply, params=params, tx=tx, rng=step_rng, model_state=variables, skipped_steps=jnp.zeros((), jnp.int32)
+        apply_fn=model.apply,
+        params=params,
+        tx=tx,
+        rng=step_rng,
+        model_state=variables,
+        skipped_steps=jnp.zeros((), jnp.int32),
     )
 
 

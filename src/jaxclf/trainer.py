@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -169,7 +168,9 @@ class Trainer:
 
     # -- training -------------------------------------------------------------
 
-    def fit(self, classifier: Classifier, data: DataModule, state: TrainState | None = None, seed: int = 0) -> TrainState:
+    def fit(
+        self, classifier: Classifier, data: DataModule, state: TrainState | None = None, seed: int = 0
+    ) -> TrainState:
         """Trains from ``state`` (default: the initial or resumed state) up to
         ``config.max_steps`` or until a callback sets ``should_stop``."""
         if data.train is None:
@@ -204,6 +205,8 @@ class Trainer:
     def take_train_metrics(self) -> dict[str, float]:
         """The training metrics accumulated since the last call (``loss``,
         ``accuracy``, ``learning_rate``, ``skipped_steps``), then resets them."""
+        if self._train_metrics is None:
+            raise RuntimeError("take_train_metrics() reads what fit() accumulates")
         results = {name: float(value) for name, value in self._train_metrics.compute().items()}
         self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
         return results
@@ -214,7 +217,9 @@ class Trainer:
         bad_step = first_step + int(np.argmin(finite)) + 1
         self.checkpoints.wait_until_finished()
         latest = self.checkpoints.latest_step()
-        last_good = f"step {latest} in {self.checkpoints.directory}" if latest is not None else "none (no checkpoint yet)"
+        last_good = (
+            f"step {latest} in {self.checkpoints.directory}" if latest is not None else "none (no checkpoint yet)"
+        )
         raise NonFiniteError(
             f"non-finite loss or gradients at step {bad_step} (the update was not applied); last good checkpoint: "
             f"{last_good}; lower optim.learning_rate, set optim.grad_clip_norm, or set trainer.on_nonfinite=skip"
@@ -240,7 +245,9 @@ class Trainer:
         self._emit("on_eval_end", state, int(state.step), split, results)
         return results
 
-    def test(self, classifier: Classifier, data: DataModule, state: TrainState, splits: Sequence[str]) -> dict[str, EvalResults]:
+    def test(
+        self, classifier: Classifier, data: DataModule, state: TrainState, splits: Sequence[str]
+    ) -> dict[str, EvalResults]:
         """Metrics of ``state`` on each of ``splits``; callbacks hear ``on_test_end`` with all of them."""
         compiled = self._compile(classifier, data)
         results = {split: compiled.evaluator(state, data.eval_splits[split]) for split in splits}
@@ -279,8 +286,8 @@ class Trainer:
 
 def _retention(callbacks: Sequence[Callback]) -> Retention:
     """Which checkpoints to keep: what the one callback that decides says (all of them if none does)."""
-    deciders = [callback for callback in callbacks if callback.retention() is not None]
-    if len(deciders) > 1:
-        names = ", ".join(callback.state_key for callback in deciders)
+    decisions = {callback.state_key: retention for callback in callbacks if (retention := callback.retention())}
+    if len(decisions) > 1:
+        names = ", ".join(decisions)
         raise ConfigError(f"callbacks {names} each decide which checkpoints to keep; configure one of them")
-    return deciders[0].retention() if deciders else Retention()
+    return next(iter(decisions.values()), Retention())

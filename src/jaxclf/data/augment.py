@@ -93,7 +93,9 @@ def resize_and_centre_crop(image: Image.Image, size: tuple[int, int], crop_fract
     (256 for 224), then the central ``size`` window."""
     width, height = image.size
     scale = max(size) / crop_fraction / min(width, height)
-    resized = image.resize((max(size[1], round(width * scale)), max(size[0], round(height * scale))), Image.Resampling.BILINEAR)
+    resized = image.resize(
+        (max(size[1], round(width * scale)), max(size[0], round(height * scale))), Image.Resampling.BILINEAR
+    )
     left = (resized.size[0] - size[1]) // 2
     top = (resized.size[1] - size[0]) // 2
     return resized.crop((left, top, left + size[1], top + size[0]))
@@ -130,7 +132,9 @@ class Augmenter:
             images = random_flip(images, rng)
         if self.randaugment_layers > 0:
             channels = images.shape[-1]
-            images = np.stack([self._randaugment(image.squeeze(-1) if channels == 1 else image, rng, channels) for image in images])
+            images = np.stack(
+                [self._randaugment(image.squeeze(-1) if channels == 1 else image, rng, channels) for image in images]
+            )
         return images
 
     def encoded(self, encoded: bytes, rng: np.random.Generator, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -146,11 +150,13 @@ class Augmenter:
         return to_array(image, channels)
 
     def _randaugment(self, image: np.ndarray, rng: np.random.Generator, channels: int) -> np.ndarray:
-        augmented = rand_augment(Image.fromarray(image.astype(np.uint8)), rng, self.randaugment_layers, self.randaugment_magnitude)
+        augmented = rand_augment(
+            Image.fromarray(image.astype(np.uint8)), rng, self.randaugment_layers, self.randaugment_magnitude
+        )
         return to_array(augmented, channels)
 
 
 def evaluation_view(encoded: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
     """Decodes one encoded image and takes its centre crop at ``size``."""
-    image = decode_image(encoded, channels, tuple(round(s / 0.875) for s in size[::-1]))
+    image = decode_image(encoded, channels, (round(size[1] / 0.875), round(size[0] / 0.875)))
     return to_array(resize_and_centre_crop(image, size), channels)

@@ -21,6 +21,7 @@ Configs: ``digits/classes`` (the default; labels 0..9) and ``digits/parity``
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -36,8 +37,7 @@ def split_indices() -> dict[str, np.ndarray]:
     permutation = np.random.default_rng(SPLIT_SEED).permutation(total)
     bounds = np.cumsum([0, *SPLIT_SIZES.values()])
     return {
-        name: permutation[start:stop]
-        for name, start, stop in zip(SPLIT_SIZES, bounds[:-1], bounds[1:], strict=True)
+        name: permutation[start:stop] for name, start, stop in zip(SPLIT_SIZES, bounds[:-1], bounds[1:], strict=True)
     }
 
 
@@ -53,8 +53,8 @@ class Digits(tfds.core.GeneratorBasedBuilder):
     """scikit-learn's handwritten digits (UCI ML optical recognition), 8x8 grey."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Seeded 1,300 / 200 / 297 split of the 1,797 images."}
-    BUILDER_CONFIGS = [
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Seeded 1,300 / 200 / 297 split of the 1,797 images."}
+    BUILDER_CONFIGS: ClassVar[list[DigitsConfig]] = [
         DigitsConfig(name="classes", description="Labels 0..9.", class_names=[str(d) for d in range(10)]),
         DigitsConfig(name="parity", description="Labels even (0) / odd (1).", class_names=["even", "odd"]),
     ]
@@ -80,10 +80,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
         digits = load_digits()
         images = digits.images.astype(np.uint8)[..., None]
         labels = digits.target % len(self.builder_config.class_names)  # parity: digit mod 2
-        return {
-            name: self._generate_examples(images, labels, indices)
-            for name, indices in split_indices().items()
-        }
+        return {name: self._generate_examples(images, labels, indices) for name, indices in split_indices().items()}
 
     def _generate_examples(
         self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray

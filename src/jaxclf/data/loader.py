@@ -144,11 +144,11 @@ def eval_batches(split: Split, batch_size: int, hardware: Hardware) -> Iterator[
 
     starts = range(0, len(split), batch_size)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxclf-eval") as pool:
-        upcoming = pool.submit(host_batch, starts[0]) if starts else None
+        upcoming = [pool.submit(host_batch, start) for start in starts[:1]]
         for index in range(len(starts)):
-            local = upcoming.result()
+            local = upcoming.pop().result()
             if index + 1 < len(starts):
-                upcoming = pool.submit(host_batch, starts[index + 1])
+                upcoming.append(pool.submit(host_batch, starts[index + 1]))
             yield jax.make_array_from_process_local_data(sharding, local)
 
 
@@ -166,4 +166,3 @@ class DataModule:
     def close(self) -> None:
         if self.train is not None:
             self.train.close()
-

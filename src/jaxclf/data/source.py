@@ -36,7 +36,9 @@ def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, bui
         builder.download_and_prepare(file_format="array_record")
     elif builder.MANUAL_DOWNLOAD_INSTRUCTIONS and manual_dir is not None:
         if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
-            raise ConfigError(f"data.manual_dir={manual_dir} is empty or missing; put {name}'s downloaded archives there")
+            raise ConfigError(
+                f"data.manual_dir={manual_dir} is empty or missing; put {name}'s downloaded archives there"
+            )
         config = tfds.download.DownloadConfig(manual_dir=manual_dir)
         builder.download_and_prepare(file_format="array_record", download_config=config)
     return builder

@@ -34,7 +34,9 @@ HOLDOUT_SEED = 0  # fixed: a dataset's minival is the same for every run
 
 
 class Split(Protocol):
-    source_indices: np.ndarray  # positions in the underlying TFDS split
+    @property
+    def source_indices(self) -> np.ndarray | None:
+        """Positions in the underlying TFDS split."""
 
     @property
     def augmented(self) -> bool:
@@ -63,7 +65,7 @@ class InMemorySplit:
 
     def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         images = self.images[indices]
-        if rng is not None and self.augmented:
+        if rng is not None and self.augment is not None and self.augment.active:
             images = self.augment.batch(images, rng)
         return images, self.labels[indices]
 
@@ -74,7 +76,7 @@ class EncodedSplit:
 
     source: Source  # records with undecoded "image" bytes
     source_indices: np.ndarray
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]  # [H, W, C]
     augment: Augmenter
     workers: int = 4
 
@@ -95,7 +97,7 @@ class EncodedSplit:
 
     def _example(self, position: int, seed: int | None) -> tuple[np.ndarray, int]:
         record = self.source[int(position)]
-        size, channels = self.image_shape[:2], self.image_shape[2]
+        size, channels = (self.image_shape[0], self.image_shape[1]), self.image_shape[2]
         if seed is None:
             image = evaluation_view(record["image"], size, channels)
         else:
@@ -114,7 +116,9 @@ def synthetic_split(
     return InMemorySplit(images, labels, augment, np.arange(num_examples))
 
 
-def read_in_memory(source: Source, positions: np.ndarray, image_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def read_in_memory(
+    source: Source, positions: np.ndarray, image_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """Decodes the examples at ``positions`` into arrays."""
     images = np.empty((len(positions), *image_shape), np.uint8)
     labels = np.empty(len(positions), np.int32)
@@ -163,7 +167,9 @@ def head(split: Split, num_examples: int) -> Split:
             labels=split.labels[:num_examples],
             source_indices=None if split.source_indices is None else split.source_indices[:num_examples],
         )
-    return dataclasses.replace(split, source_indices=split.source_indices[:num_examples])
+    if isinstance(split, EncodedSplit):
+        return dataclasses.replace(split, source_indices=split.source_indices[:num_examples])
+    raise TypeError(f"head() takes an InMemorySplit or an EncodedSplit, not {type(split).__name__}")
 
 
 def build_splits(data: DataConfig) -> dict[str, Split]:
@@ -180,7 +186,9 @@ def build_splits(data: DataConfig) -> dict[str, Split]:
             )
             for index, role in enumerate(SplitName)
         }
-    builder = open_builder(data.name, data_dir=data.data_dir, manual_dir=data.manual_dir, builder_module=data.builder_module)
+    builder = open_builder(
+        data.name, data_dir=data.data_dir, manual_dir=data.manual_dir, builder_module=data.builder_module
+    )
     encoded = not data.in_memory
     splits: dict[str, Split] = {}
     for role, (role_source, positions) in _role_positions(data, builder).items():
@@ -202,7 +210,7 @@ def _role_positions(data: DataConfig, builder: Any) -> dict[str, tuple[Source, n
     train_source = source(data.splits.train)
     train_positions = np.arange(len(train_source))
     roles: dict[str, tuple[Source, np.ndarray]] = {}
-    if data.validation_holdout:
+    if data.splits.validation is None:  # validate() asks for exactly one of the two
         train_positions, validation_positions = holdout(len(train_source), data.validation_holdout)
         roles[SplitName.validation.value] = (train_source, validation_positions)
     else:

@@ -81,7 +81,9 @@ class EncoderBlock(nn.Module):
 
     @nn.compact
     def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
-        branch = SelfAttention(self.num_heads, self.dtype, name="attention")(nn.LayerNorm(dtype=self.dtype, name="norm1")(tokens))
+        branch = SelfAttention(self.num_heads, self.dtype, name="attention")(
+            nn.LayerNorm(dtype=self.dtype, name="norm1")(tokens)
+        )
         branch = nn.Dropout(self.dropout, deterministic=not train)(branch)
         tokens = tokens + DropPath(self.drop_path)(branch, train=train)
         branch = FeedForward(tokens.shape[-1], self.mlp_size, self.dropout, self.dtype, name="mlp")(

@@ -9,10 +9,9 @@ class token, or the global average) and maps them to logits.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from typing import Any
-
-import enum
 
 import einops
 import flax.linen as nn
@@ -41,7 +40,9 @@ def check_patch_size(image_shape: Sequence[int], patch_size: int) -> None:
         )
 
 
-def sincos2d_embedding(grid_height: int, grid_width: int, hidden_size: int, temperature: float = 10_000.0) -> np.ndarray:
+def sincos2d_embedding(
+    grid_height: int, grid_width: int, hidden_size: int, temperature: float = 10_000.0
+) -> np.ndarray:
     """Fixed 2-D sine-cosine position embeddings ``[1, H*W, D]`` (MoCo v3, big_vision)."""
     if hidden_size % 4:
         raise ValueError(f"hidden_size={hidden_size} is not valid with posemb=sincos2d; it must be a multiple of 4")
@@ -80,7 +81,8 @@ class Patch(nn.Module):
         if with_class_token:
             class_token = self.param("class_token", nn.initializers.zeros, (1, 1, self.hidden_size))
             tokens = jnp.concatenate([jnp.tile(class_token, (tokens.shape[0], 1, 1)).astype(tokens.dtype), tokens], 1)
-        if PositionEmbedding(self.posemb) == PositionEmbedding.learned:  # one embedding per token, the class token's included (as in timm)
+        embedding: jax.Array | np.ndarray
+        if PositionEmbedding(self.posemb) == PositionEmbedding.learned:  # one per token, class token too (as timm)
             embedding = self.param(
                 "position_embedding", nn.initializers.normal(stddev=0.02), (1, tokens.shape[1], self.hidden_size)
             )

@@ -88,7 +88,11 @@ class ResNet(nn.Module):
     def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, padding="SAME")
         norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=self.batch_norm_momentum, epsilon=1e-5, dtype=self.dtype
+            nn.BatchNorm,
+            use_running_average=not train,
+            momentum=self.batch_norm_momentum,
+            epsilon=1e-5,
+            dtype=self.dtype,
         )
         block_type = BasicBlock if Block(self.block) == Block.basic else Bottleneck
         x = images.astype(self.dtype)
@@ -104,4 +108,3 @@ class ResNet(nn.Module):
                 x = block_type(self.width * 2**stage, conv, norm, strides, name=f"stage{stage + 1}_block{index + 1}")(x)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
-
