@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -145,3 +147,20 @@ def test_loss_options(compose):
     assert compose(["loss=ce"]).loss.label_smoothing == 0.0
     distill = compose(["loss=distill", "loss.teacher=/some/run", "loss.temperature=2"])
     assert distill.loss.temperature == 2.0 and distill.loss.alpha == 0.9 and distill.loss.teacher == "/some/run"
+
+
+def test_the_readme_lists_exactly_the_keys_a_resumed_run_may_change(compose):
+    from jaxclf.config import resumable_keys_of
+
+    readme = (CONF_DIR.parent / "README.md").read_text()
+    bullet = readme.split("**One config per run directory.**")[1].split("\n- **")[0]
+    listed = re.findall(r"`([a-z_.]+)`", bullet.split("(a test holds this list to them):")[1])
+    assert sorted(listed) == sorted(resumable_keys_of(compose())) == sorted(resumable_keys_of(compose(["optim=sgd"])))
+
+
+def test_resumable_keys_come_from_the_schema_marks(compose):
+    from jaxclf.config import resumable_keys_of
+
+    keys = resumable_keys_of(compose())
+    assert {"trainer.max_steps", "optim.total_steps", "callbacks", "data.data_dir"} <= keys
+    assert not {"optim.learning_rate", "model.hidden_sizes", "data.batch_size", "seed", "trainer.on_nonfinite"} & keys

@@ -250,6 +250,7 @@ BAD_INPUTS = [
         2,
         "callbacks.probe._target_=no.such.Callback is not an importable object",
     ),
+    (("callbacks=none", "experiment=overfitting"), 2, "callbacks.evaluation has no _target_"),
     (("model=vit", "model.patch_size=3"), 2, "model.patch_size=3 does not divide the image shape [8, 8, 1]"),
     (("model=vit", "model.num_heads=3"), 2, "model.num_heads=3 does not divide hidden_size=64"),
     (("loss.label_smoothing=1.5",), 2, "loss.label_smoothing=1.5 is not valid; it must lie in [0, 1]"),

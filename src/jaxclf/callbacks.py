@@ -33,7 +33,7 @@ import enum
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import jax
 
@@ -158,7 +158,7 @@ class ModelCheckpoint(Callback):
         self,
         every_steps: int,
         max_to_keep: int = 3,
-        monitor: MetricName | None = None,
+        monitor: Optional[MetricName] = None,  # Optional[...]: what hydra-zen turns into a checked Enum
         mode: Mode = Mode.max,
         split: SplitName = SplitName.validation,
     ):

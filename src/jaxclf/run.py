@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -50,27 +51,30 @@ def typed(node: DictConfig, schema: type[SchemaType]) -> SchemaType:
     return value
 
 
+def config_error(path: str, error: ValueError) -> ConfigError:
+    """A ``ValueError`` raised while building the object at config ``path``, as
+    one line naming the key: objects' own argument checks start their messages
+    with the argument (``num_heads=3 does not ...`` -> ``model.num_heads=3 does not ...``)."""
+    if isinstance(error, ConfigError):
+        return error
+    message = str(error).strip().splitlines()[0]
+    return ConfigError(f"{path}.{message}" if re.match(r"\w+=", message) else f"{path}: {message}")
+
+
 def instantiate(node: Any, path: str, **objects: Any) -> Any:
-    """``hydra.utils.instantiate``, with ``objects`` passed as they are (Hydra
-    would turn a dataclass into a config). A ``ConfigError`` from the target
-    passes through; a ``ValueError`` from its own argument checks (whose
-    messages start with the argument's name) becomes one naming the key:
-    ``{path}.{message}``."""
+    """``hydra.utils.instantiate`` of the node at config ``path``, with
+    ``objects`` passed as they are (Hydra would turn a dataclass into a
+    config); a ``ValueError`` from the target becomes a one-line ``ConfigError``."""
     try:
         if objects:
             return hydra_instantiate(node, _partial_=True)(**objects)
         return hydra_instantiate(node)
     except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, ConfigError):
-            raise cause from None
-        if isinstance(cause, ValueError):
-            raise ConfigError(f"{path}.{cause}") from None
-        raise
-    except ConfigError:
+        if isinstance(error.__cause__, ValueError):
+            raise config_error(path, error.__cause__) from None
         raise
     except ValueError as error:
-        raise ConfigError(f"{path}.{error}") from None
+        raise config_error(path, error) from None
 
 
 # -- builders ---------------------------------------------------------------------
@@ -82,7 +86,7 @@ def build_model(cfg: DictConfig) -> nn.Module:
     try:
         abstract_variables(model, tuple(cfg.data.image_shape))
     except ValueError as error:
-        raise ConfigError(f"model.{error}") from None
+        raise config_error("model", error) from None
     return model
 
 
@@ -121,6 +125,11 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     callbacks = []
     for name, node in cfg.callbacks.items():
         if node is not None:
+            if "_target_" not in node:
+                raise ConfigError(
+                    f"callbacks.{name} has no _target_; set callbacks.{name}._target_, or choose a callbacks "
+                    "option that includes it (callbacks=default)"
+                )
             callback = instantiate(node, f"callbacks.{name}")
             callback.state_key = str(name)
             callbacks.append(callback)

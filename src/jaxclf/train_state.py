@@ -85,9 +85,9 @@ def _forward(state: TrainState, params, images: jax.Array, *, train: bool, rng: 
 
 def all_finite(tree: Any) -> jax.Array:
     """Whether every value in ``tree`` is finite (a scalar bool), read from one
-    global norm: per-leaf ``isfinite`` reductions made XLA:CPU compile a
-    ViT-Ti/16 step 15x slower (125 s against 8 s). Magnitudes beyond ~1e19
-    count as non-finite too (their squares overflow)."""
+    global norm: per-leaf ``isfinite`` reductions make XLA:CPU compile large
+    steps many times slower. Magnitudes beyond ~1e19 count as non-finite too
+    (their squares overflow)."""
     return jnp.isfinite(optax.tree.norm(tree))
 
 
@@ -129,7 +129,7 @@ def train_steps(
 
     if jax.tree.leaves(batches)[0].shape[0] == 1:
         # No loop for one step: XLA:CPU runs convolutions inside a loop body
-        # several times slower (a ResNet-18 step: 11 s against 1.6 s).
+        # several times slower (README, "Models").
         state, outputs = body(state, jax.tree.map(lambda x: x[0], batches))
         outputs = jax.tree.map(lambda x: x[None], outputs)
     else:
