@@ -112,18 +112,18 @@ class Callback:
         pass
 
 
-class Mode(str, enum.Enum):
+class MetricMode(str, enum.Enum):
     """Whether a higher (max) or lower (min) value of a metric is better."""
 
     max = "max"
     min = "min"
 
 
-def improves(value: float, best: float | None, mode: Mode, min_delta: float = 0.0) -> bool:
+def improves(value: float, best: float | None, mode: MetricMode, min_delta: float = 0.0) -> bool:
     """Whether ``value`` beats ``best`` by more than ``min_delta`` in ``mode``."""
     if best is None:
         return True
-    return value > best + min_delta if Mode(mode) == Mode.max else value < best - min_delta
+    return value > best + min_delta if MetricMode(mode) == MetricMode.max else value < best - min_delta
 
 
 class PeriodicEvaluation(Callback):
@@ -159,13 +159,13 @@ class ModelCheckpoint(Callback):
         every_steps: int,
         max_to_keep: int = 3,
         monitor: Optional[MetricName] = None,  # Optional[...]: what hydra-zen turns into a checked Enum
-        mode: Mode = Mode.max,
+        mode: MetricMode = MetricMode.max,
         split: SplitName = SplitName.validation,
     ):
         _check_period(every_steps)
         if max_to_keep <= 0:
             raise ValueError(f"max_to_keep={max_to_keep} is not valid; it must be a positive integer")
-        self.every_steps, self.max_to_keep, self.mode = every_steps, max_to_keep, Mode(mode)
+        self.every_steps, self.max_to_keep, self.mode = every_steps, max_to_keep, MetricMode(mode)
         self.monitor = None if monitor is None else MetricName(monitor).value
         self.split = SplitName(split).value
         self.best_step: int | None = None
@@ -221,7 +221,7 @@ class EarlyStopping(Callback):
     def __init__(
         self,
         monitor: MetricName,
-        mode: Mode = Mode.max,
+        mode: MetricMode = MetricMode.max,
         patience: int = 5,
         min_delta: float = 0.0,
         split: SplitName = SplitName.validation,
@@ -230,7 +230,7 @@ class EarlyStopping(Callback):
             raise ValueError(f"patience={patience} is not valid; it must be a positive integer")
         if min_delta < 0:
             raise ValueError(f"min_delta={min_delta} is not valid; it must be non-negative")
-        self.monitor, self.mode = MetricName(monitor).value, Mode(mode)
+        self.monitor, self.mode = MetricName(monitor).value, MetricMode(mode)
         self.patience, self.min_delta, self.split = patience, min_delta, SplitName(split).value
         self.best_value: float | None = None
         self.best_step: int | None = None
