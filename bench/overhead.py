@@ -31,7 +31,7 @@ import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf import hardware as hardware_lib
 from jaxclf.callbacks import Callback
 from jaxclf.data.splits import InMemorySplit
-from jaxclf.run import build_callbacks, build_classifier, build_data, build_trainer
+from jaxclf.run import build, build_data
 from jaxclf.train_state import create_train_state, train_step
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -65,11 +65,9 @@ def trainer_steps_per_sec(
     cfg.callbacks.evaluation.every_steps = total
     cfg.callbacks.checkpoint.every_steps = checkpoint_every_steps or total
     cfg.callbacks.progress_bar = None
-    hardware = hardware_lib.setup(OmegaConf.to_object(cfg.hardware))
-    classifier, data = build_classifier(cfg), build_data(cfg, hardware)
     stopwatch = Stopwatch(warmup, total)
     with tempfile.TemporaryDirectory() as workdir:
-        trainer = build_trainer(cfg, workdir, hardware, [*build_callbacks(cfg), stopwatch])
+        trainer, classifier, data = build(cfg, workdir, [stopwatch])
         trainer.fit(classifier, data)
         trainer.close()
     data.close()

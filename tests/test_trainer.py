@@ -7,14 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from omegaconf import OmegaConf
 
 from jaxclf import hardware as hardware_lib
 from jaxclf.callbacks import Callback, EarlyStopping
 from jaxclf.metrics import EvalMetrics, TrainMetrics
 from jaxclf.models.mlp import MLP
 from jaxclf.objectives import Objective
-from jaxclf.run import build_callbacks, build_classifier, build_data, build_trainer
+from jaxclf.run import build
 from jaxclf.train_state import create_train_state, eval_step, train_step, train_steps
 
 
@@ -116,12 +115,7 @@ RECORDER = (
 def _build(compose, data_dir, workdir, *overrides, callbacks=RECORDER):
     """``(trainer, classifier, data)`` as ``run.py`` builds them from the composed config."""
     cfg = compose([f"data.data_dir={data_dir}", *callbacks, *overrides])
-    hardware = hardware_lib.setup(OmegaConf.to_object(cfg.hardware))
-    return (
-        build_trainer(cfg, str(workdir), hardware, build_callbacks(cfg)),
-        build_classifier(cfg),
-        build_data(cfg, hardware),
-    )
+    return build(cfg, str(workdir))
 
 
 def _callback(trainer, state_key):

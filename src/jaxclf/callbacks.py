@@ -295,7 +295,7 @@ class TensorBoardLogger(Callback):
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         if int(state.step) > self._clock[0]:  # steps after the last full period
             self._write_train_metrics(trainer, int(state.step))
-        self.on_save_checkpoint(trainer, int(state.step))
+        self._flush()
 
     def _write_train_metrics(self, trainer: Trainer, step: int) -> None:
         scalars = trainer.take_train_metrics()
@@ -315,7 +315,7 @@ class TensorBoardLogger(Callback):
         gap = train_minus_validation_accuracy(results)
         if gap is not None:
             self.writer(trainer).write_scalars(step, {"gap/train_minus_validation_accuracy": gap})
-        self.on_save_checkpoint(trainer, step)
+        self._flush()
 
     def write_results(self, trainer: Trainer, step: int, split: str, results: EvalResults) -> None:
         """One evaluation as scalars ``<name>/<metric>`` and a reliability diagram image."""
@@ -330,7 +330,10 @@ class TensorBoardLogger(Callback):
             writer.write_images(step, {f"{name}/reliability_diagram": image[None]})
 
     def on_save_checkpoint(self, trainer: Trainer, step: int) -> None:
-        if self._writer is not None:  # what a checkpoint covers is on disk before it
+        self._flush()  # what a checkpoint covers is on disk before it
+
+    def _flush(self) -> None:
+        if self._writer is not None:
             self._writer.flush()
 
     def teardown(self, trainer: Trainer) -> None:

@@ -142,6 +142,19 @@ def build_trainer(cfg: DictConfig, workdir: str, hardware: Hardware, callbacks: 
     return Trainer(typed(cfg.trainer, TrainerConfig), hardware, callbacks, workdir, run_config)
 
 
+def build(
+    cfg: DictConfig, workdir: str, extra_callbacks: Sequence[Callback] = ()
+) -> tuple[Trainer, Classifier, DataModule]:
+    """Everything ``cfg`` describes for training in ``workdir``: the Trainer
+    (with the ``callbacks`` group's callbacks, then ``extra_callbacks``), what
+    it trains and on what data. Built in the order of the docstring above, so
+    that a bad value fails in the first object that holds it."""
+    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
+    classifier = build_classifier(cfg)
+    data = build_data(cfg, hardware)
+    return build_trainer(cfg, workdir, hardware, [*build_callbacks(cfg), *extra_callbacks]), classifier, data
+
+
 def find_callback(callbacks: Sequence[Callback], kind: type[CallbackType]) -> CallbackType | None:
     """The first callback of ``kind``, if any."""
     return next((callback for callback in callbacks if isinstance(callback, kind)), None)
@@ -155,10 +168,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     final model (the best one, when the checkpoint callback monitors a metric)
     and writes ``summary.json``. A finished run is left as it is."""
     start = time.monotonic()
-    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
-    classifier = build_classifier(cfg)
-    data = build_data(cfg, hardware)
-    trainer = build_trainer(cfg, workdir, hardware, build_callbacks(cfg))
+    trainer, classifier, data = build(cfg, workdir)
     try:
         state = trainer.initial_state(classifier, cfg.seed)
         finished = _finished_summary(trainer, state, workdir)
