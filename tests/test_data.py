@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 
 from jaxclf import hardware as hardware_lib
 from jaxclf.data import digits
-from jaxclf.data.augment import Augmenter, random_crop, random_flip
+from jaxclf.data.augment import Augmenter, BatchRng, random_crop, random_flip
 from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
 from jaxclf.data.splits import InMemorySplit, build_splits
 from jaxclf.errors import ConfigError
@@ -94,12 +94,12 @@ def test_restart_at_step_k_yields_the_same_batches(hardware):
     np.testing.assert_array_equal(labels, split.labels[uninterrupted.indices(15)])
 
 
-def test_batches_are_global_arrays_sharded_on_the_data_axis(hardware):
+def test_batches_are_global_arrays_split_over_both_mesh_axes(hardware):
     loader = TrainLoader(_toy_split(64), batch_size=16, seed=0, hardware=hardware)
     batch = loader.batches(0, 4)
     assert batch["image"].shape == (4, 16, 2, 2, 1) and batch["label"].shape == (4, 16)
-    assert batch["image"].sharding.spec == jax.sharding.PartitionSpec(None, hardware_lib.DATA_AXIS)
-    assert batch["image"].sharding.mesh.axis_names == (hardware_lib.DATA_AXIS,)
+    assert batch["image"].sharding.spec == jax.sharding.PartitionSpec(None, hardware_lib.BATCH_AXES)
+    assert batch["image"].sharding.mesh.axis_names == (hardware_lib.DATA_AXIS, hardware_lib.FSDP_AXIS)
 
 
 @pytest.mark.parametrize("batch_size", [7, 64, 200, 256])
@@ -122,7 +122,7 @@ def test_bad_batch_sizes(hardware):
 
 def test_random_crop_shifts_each_image_and_pads_with_the_fill_value():
     images = np.arange(2 * 4 * 5 * 2, dtype=np.float32).reshape(2, 4, 5, 2)
-    cropped = random_crop(images, np.random.default_rng(0), padding=2, fill=-1.0)
+    cropped = random_crop(images, BatchRng(0, len(images)), padding=2, fill=-1.0)
     assert cropped.shape == images.shape
     for image, crop in zip(images, cropped, strict=True):
         # Some shift (dy, dx) in [-2, 2]² reproduces the crop from the padded image.
@@ -136,14 +136,14 @@ def test_random_crop_shifts_each_image_and_pads_with_the_fill_value():
 def test_random_crop_covers_every_shift():
     image = np.zeros((1, 3, 3, 1), np.float32)
     image[0, 1, 1, 0] = 1.0  # the centre pixel lands where the shift puts it
-    rng = np.random.default_rng(0)
+    rng = BatchRng(0, 1)
     positions = {tuple(np.argwhere(random_crop(image, rng, 1)[0, ..., 0])[0]) for _ in range(200)}
     assert positions == {(y, x) for y in range(3) for x in range(3)}
 
 
 def test_random_flip_mirrors_about_half_the_images():
     images = np.random.default_rng(1).normal(size=(1000, 3, 4, 1)).astype(np.float32)
-    flipped = random_flip(images, np.random.default_rng(2))
+    flipped = random_flip(images, BatchRng(2, len(images)))
     mirrored = np.all(flipped == images[:, :, ::-1], axis=(1, 2, 3))
     unchanged = np.all(flipped == images, axis=(1, 2, 3))
     assert np.all(mirrored ^ unchanged) and 400 < mirrored.sum() < 600
@@ -161,6 +161,18 @@ def test_augmented_batches_depend_on_the_step_only(hardware):
     plain_split = InMemorySplit(images=images, labels=split.labels)
     plain = np.asarray(TrainLoader(plain_split, batch_size=8, seed=5, hardware=hardware).batches(3, 4)["image"])
     assert not np.array_equal(fused, plain)
+
+
+def test_a_process_augments_its_rows_as_a_single_process_would():
+    """Each draw covers the whole global batch, so the batch does not depend on the process count."""
+    images = np.random.default_rng(0).integers(0, 256, size=(32, 6, 6, 1), dtype=np.uint8)
+    augment = Augmenter(crop_padding=2, horizontal_flip=True, randaugment_layers=2)
+    split = InMemorySplit(images=images, labels=np.arange(32, dtype=np.int32), augment=augment)
+    indices = np.random.default_rng(1).permutation(32)[:16]
+    whole, _ = split.read(indices, BatchRng([7, 3], 16))
+    halves = [split.read(indices[rows], BatchRng([7, 3], 16, rows))[0] for rows in np.split(np.arange(16), 2)]
+    np.testing.assert_array_equal(np.concatenate(halves), whole)
+    assert not np.array_equal(whole, images[indices])
 
 
 class _CountingSplit(InMemorySplit):

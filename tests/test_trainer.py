@@ -241,7 +241,7 @@ def test_batch_norm_statistics_train_and_resume_with_the_checkpoint(compose, dat
 
 def test_a_mesh_is_built_even_on_one_cpu():
     hardware = hardware_lib.setup(hardware_lib.HardwareConfig())
-    assert hardware.mesh.axis_names == (hardware_lib.DATA_AXIS,)
+    assert hardware.mesh.axis_names == (hardware_lib.DATA_AXIS, hardware_lib.FSDP_AXIS)
     assert hardware.num_devices == len(jax.devices())
 
 

@@ -38,7 +38,7 @@ from jaxclf import objectives, optim
 from jaxclf.data.config import DataConfig
 from jaxclf.errors import ConfigError
 from jaxclf.evaluation import EvaluationConfig
-from jaxclf.hardware import HardwareConfig
+from jaxclf.hardware import HardwareConfig, Platform
 from jaxclf.models.mlp import MLP, Linear
 from jaxclf.models.resnet import ResNet
 from jaxclf.models.vit import ViT
@@ -131,8 +131,20 @@ def validate(cfg: DictConfig) -> None:
     """Raises a one-line ``ConfigError`` naming the first bad key, its value and what is valid."""
     for path, node in _target_nodes(cfg):
         _check_signature(path, node)
-    _check_positive(cfg, ("optim.learning_rate", "trainer.max_steps", "trainer.steps_per_call"))
+    _check_positive(
+        cfg,
+        (
+            "optim.learning_rate",
+            "trainer.max_steps",
+            "trainer.steps_per_call",
+            "trainer.accumulate_steps",
+            "hardware.mesh.fsdp",
+            "hardware.cpu_devices",
+            "hardware.num_processes",
+        ),
+    )
     _check_data(cfg.data)
+    _check_hardware(cfg.hardware)
     if cfg.evaluation.train_examples < 0:
         raise ConfigError(
             f"evaluation.train_examples={cfg.evaluation.train_examples} is not valid; "
@@ -146,6 +158,20 @@ def _check_positive(cfg: DictConfig, keys: tuple[str, ...]) -> None:
         if value is not None and value <= 0:
             kind = "a positive integer" if isinstance(value, int) else "positive"
             raise ConfigError(f"{key}={value} is not valid; it must be {kind}")
+
+
+def _check_hardware(hardware: DictConfig) -> None:
+    platform = Platform(hardware.platform).value
+    if hardware.cpu_devices is not None and platform != Platform.cpu.value:
+        raise ConfigError(
+            f"hardware.cpu_devices={hardware.cpu_devices} is not valid with hardware.platform={platform}; "
+            "it sets the number of virtual CPU devices (hardware.platform=cpu)"
+        )
+    if hardware.process_id is not None and not 0 <= hardware.process_id < (hardware.num_processes or 1):
+        raise ConfigError(
+            f"hardware.process_id={hardware.process_id} is not valid; it must lie in [0, hardware.num_processes) "
+            f"(hardware.num_processes={hardware.num_processes})"
+        )
 
 
 def _check_data(data: DictConfig) -> None:

@@ -1,8 +1,9 @@
-"""``mode=describe``: a model's parameters and FLOPs from shapes alone.
+"""``mode=describe``: a model's parameters, FLOPs and memory from shapes alone.
 
 Nothing is allocated and no data is read: ``jax.eval_shape`` gives the
-parameter shapes, and XLA's cost analysis of the compiled forward pass gives
-its floating-point operations.
+parameter and optimizer-state shapes, XLA's cost analysis of the compiled
+forward pass gives its floating-point operations, and the mesh's sharding
+rule gives the bytes each device holds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from clu import parameter_overview
 
-from jaxclf.train_state import abstract_variables
+from jaxclf.hardware import Hardware
+from jaxclf.train_state import TrainState, abstract_variables
 
 
 def forward_flops(
@@ -45,6 +47,14 @@ def describe_model(model: nn.Module, image_shape: tuple[int, ...]) -> dict[str, 
     }
 
 
+def bytes_per_device(abstract_state: TrainState, hardware: Hardware) -> dict[str, int]:
+    """Bytes of the parameters and of the optimizer state on the most loaded device of ``hardware``'s mesh."""
+    return {
+        "params": hardware.bytes_per_device(abstract_state.params),
+        "optimizer_state": hardware.bytes_per_device(abstract_state.opt_state),
+    }
+
+
 def format_description(name: str, image_shape: tuple[int, ...], description: dict[str, Any]) -> str:
     return "\n".join(
         [
@@ -52,4 +62,12 @@ def format_description(name: str, image_shape: tuple[int, ...], description: dic
             f"{name}: {description['num_params']:,} parameters; "
             f"{description['flops_per_image'] / 1e9:.3f} GFLOPs per {'x'.join(map(str, image_shape))} image (forward)",
         ]
+    )
+
+
+def format_memory(memory: dict[str, int], mesh_shape: dict[str, int]) -> str:
+    mesh = " x ".join(f"{axis}={size}" for axis, size in mesh_shape.items())
+    return (
+        f"per device on the mesh {mesh}: parameters {memory['params'] / 2**20:,.1f} MiB, "
+        f"optimizer state {memory['optimizer_state'] / 2**20:,.1f} MiB"
     )

@@ -1,23 +1,33 @@
-"""Devices, the data-parallel mesh, and process setup.
+"""Devices, processes, the ``(data, fsdp)`` mesh, and where arrays live on it.
 
-One code path serves a laptop CPU and a TPU pod: a ``Mesh`` with a named
-``data`` axis over every device, even when there is only one; a single
-process is just the one-host case of ``jax.distributed``.
+One code path serves a laptop CPU and a TPU pod: a ``Mesh`` with named
+``data`` and ``fsdp`` axes over every device of every process, even when there
+is only one; a single process is just the one-host case of ``jax.distributed``.
+Batches are split over both axes. Parameters and optimizer state are sharded
+over ``fsdp`` by a size rule (``fsdp_partition``) and replicated over ``data``:
+the model and the step never change, only the shardings do.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
 
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxclf.errors import ConfigError
 from jaxclf.resumable import resumable
 
+logger = logging.getLogger(__name__)
+
 DATA_AXIS = "data"
+FSDP_AXIS = "fsdp"
+BATCH_AXES = (DATA_AXIS, FSDP_AXIS)  # a batch is split over every device
 
 
 class Platform(str, enum.Enum):
@@ -35,10 +45,48 @@ class ComputeDtype(str, enum.Enum):
 
 
 @dataclasses.dataclass
+class MeshConfig:
+    """The device mesh (``hardware.mesh``): ``fsdp`` devices share each large
+    tensor; ``data`` = all devices / ``fsdp`` hold replicas. A checkpoint
+    resumes on any mesh, so both may change on resume."""
+
+    fsdp: int = resumable(1)
+    # Tensors with fewer elements than this stay replicated (sharding them
+    # costs more communication than the memory it saves).
+    fsdp_min_size: int = resumable(2**16)
+
+
+@dataclasses.dataclass
 class HardwareConfig:
     platform: Platform = resumable(Platform.cpu)
     compute_dtype: ComputeDtype = ComputeDtype.float32
-    distributed: bool = resumable(False)  # call jax.distributed.initialize() (multi-host)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    # Join the other processes with jax.distributed.initialize(): true on
+    # TPU pods and SLURM, which JAX detects; set the three keys below
+    # elsewhere (null: detected).
+    distributed: bool = resumable(False)
+    coordinator_address: str | None = resumable(None)  # host:port of process 0
+    num_processes: int | None = resumable(None)
+    process_id: int | None = resumable(None)
+    cpu_devices: int | None = resumable(None)  # virtual CPU devices per process (hardware.platform=cpu)
+
+    @property
+    def joins_processes(self) -> bool:
+        return self.distributed or self.num_processes is not None or self.coordinator_address is not None
+
+
+def fsdp_partition(shape: Sequence[int], fsdp: int, min_size: int) -> PartitionSpec:
+    """Where a tensor of ``shape`` lives: its largest dimension divisible by
+    ``fsdp`` is split over the ``fsdp`` axis (the first such, on ties), unless
+    the tensor has fewer than ``min_size`` elements or no such dimension; then
+    it is replicated."""
+    if fsdp == 1 or math.prod(shape) < min_size:
+        return PartitionSpec()
+    divisible = [dim for dim, size in enumerate(shape) if size % fsdp == 0]
+    if not divisible:
+        return PartitionSpec()
+    split = max(divisible, key=lambda dim: (shape[dim], -dim))
+    return PartitionSpec(*[FSDP_AXIS if dim == split else None for dim in range(len(shape))])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,29 +94,68 @@ class Hardware:
     """The mesh a run computes on and the shardings derived from it."""
 
     mesh: Mesh
+    fsdp_min_size: int = MeshConfig.fsdp_min_size
 
     @property
     def num_devices(self) -> int:
         return self.mesh.size
 
     @property
+    def fsdp(self) -> int:
+        return self.mesh.shape[FSDP_AXIS]
+
+    @property
     def replicated(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec())
 
     def batch_sharding(self, leading_axes: int = 0) -> NamedSharding:
-        """Shards an array's batch dimension (after ``leading_axes``) over ``data``."""
-        return NamedSharding(self.mesh, PartitionSpec(*([None] * leading_axes), DATA_AXIS))
+        """Splits an array's batch dimension (after ``leading_axes``) over every device."""
+        return NamedSharding(self.mesh, PartitionSpec(*([None] * leading_axes), BATCH_AXES))
+
+    def state_shardings(self, tree: Any) -> Any:
+        """A sharding for each array of ``tree`` (shapes suffice): ``fsdp_partition``'s."""
+        return jax.tree.map(
+            lambda leaf: NamedSharding(self.mesh, fsdp_partition(leaf.shape, self.fsdp, self.fsdp_min_size)), tree
+        )
+
+    def placed(self, abstract: Any) -> Any:
+        """``abstract`` (ShapeDtypeStructs) carrying the state shardings: a restore target."""
+        shardings = self.state_shardings(abstract)
+        return jax.tree.map(
+            lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding), abstract, shardings
+        )
+
+    def bytes_per_device(self, tree: Any) -> int:
+        """The bytes of ``tree``'s arrays that the most loaded device holds under ``state_shardings``."""
+        shardings = self.state_shardings(tree)
+        return sum(
+            math.prod(sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
+            for leaf, sharding in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings), strict=True)
+        )
+
+
+def make_mesh(devices: Sequence[Any], fsdp: int) -> Mesh:
+    """A ``(data, fsdp)`` mesh over ``devices``; JAX orders them by the interconnect."""
+    if fsdp < 1 or len(devices) % fsdp:
+        raise ConfigError(
+            f"hardware.mesh.fsdp={fsdp} is not valid; it must be a positive divisor of the "
+            f"device count ({len(devices)})"
+        )
+    return jax.make_mesh(
+        (len(devices) // fsdp, fsdp), BATCH_AXES, axis_types=(AxisType.Auto, AxisType.Auto), devices=devices
+    )
 
 
 def setup(config: HardwareConfig) -> Hardware:
-    """Selects the platform, joins the other hosts, and builds the ``data`` mesh.
+    """Selects the platform, joins the other processes, and builds the mesh.
 
-    Must run before anything else touches a JAX backend.
-    """
+    Must run before anything else touches a JAX backend."""
     platform = Platform(config.platform).value
     jax.config.update("jax_platforms", platform)
-    if config.distributed and not jax.distributed.is_initialized():  # once per process, even in a multirun
-        jax.distributed.initialize()
+    if config.cpu_devices is not None:
+        _set_cpu_devices(config.cpu_devices)
+    if config.joins_processes:
+        _join_processes(config)
     try:
         devices = jax.devices(platform)  # by name: a backend started earlier in this process may be another one
     except RuntimeError:
@@ -78,7 +165,35 @@ def setup(config: HardwareConfig) -> Hardware:
         ) from None
     if platform != Platform.cpu.value:
         hide_accelerators_from_tensorflow()
-    return Hardware(mesh=Mesh(np.asarray(devices), (DATA_AXIS,)))
+    return Hardware(make_mesh(devices, config.mesh.fsdp), config.mesh.fsdp_min_size)
+
+
+def _set_cpu_devices(count: int) -> None:
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # the backend has started (a multirun's later job): fine if it has as many
+        if jax.local_device_count("cpu") == count:
+            return
+        raise ConfigError(
+            f"hardware.cpu_devices={count}: JAX already started in this process with "
+            f"{jax.local_device_count('cpu')} CPU devices; start a new process to change it"
+        ) from None
+
+
+def _join_processes(config: HardwareConfig) -> None:
+    """``jax.distributed.initialize`` once per process (a multirun's later jobs reuse it)."""
+    if jax.distributed.is_initialized():
+        return
+    try:
+        jax.distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
+    except (RuntimeError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise ConfigError(
+            f"hardware.distributed: jax.distributed.initialize() failed ({first_line}); on a cluster JAX does not "
+            "detect (TPU pods and SLURM are detected), set hardware.coordinator_address, hardware.num_processes "
+            "and hardware.process_id"
+        ) from None
+    logger.info("Process %d of %d; %d devices in all", jax.process_index(), jax.process_count(), jax.device_count())
 
 
 def hide_accelerators_from_tensorflow() -> None:

@@ -31,11 +31,11 @@ from jaxclf.config import Config, Mode, resumable_keys_of, validate
 from jaxclf.data.config import DataConfig, SplitName
 from jaxclf.data.loader import DataModule, Normalizer, TrainLoader
 from jaxclf.data.splits import build_splits, head
-from jaxclf.describe import describe_model, format_description
+from jaxclf.describe import bytes_per_device, describe_model, format_description, format_memory
 from jaxclf.errors import ConfigError
 from jaxclf.evaluation import train_minus_validation_accuracy
 from jaxclf.hardware import Hardware, HardwareConfig
-from jaxclf.train_state import Classifier, TrainState, abstract_variables, count_params
+from jaxclf.train_state import Classifier, TrainState, abstract_train_state, abstract_variables, count_params
 from jaxclf.trainer import Trainer, TrainerConfig
 
 logger = logging.getLogger(__name__)
@@ -90,10 +90,13 @@ def build_model(cfg: DictConfig) -> nn.Module:
     return model
 
 
-def build_classifier(cfg: DictConfig) -> Classifier:
+def build_classifier(cfg: DictConfig, hardware: Hardware | None = None) -> Classifier:
+    """The model, optimizer and objective of ``cfg`` (a distillation teacher restored onto ``hardware``)."""
     teacher = {}
     if "teacher" in cfg.loss:
-        teacher["teacher"] = runs.load_teacher(cfg.loss.teacher, cfg.data.num_classes, list(cfg.data.image_shape))
+        teacher["teacher"] = runs.load_teacher(
+            cfg.loss.teacher, cfg.data.num_classes, list(cfg.data.image_shape), hardware
+        )
     return Classifier(
         model=build_model(cfg),
         optimizer=instantiate(cfg.optim, "optim"),
@@ -150,7 +153,7 @@ def build(
     it trains and on what data. Built in the order of the docstring above, so
     that a bad value fails in the first object that holds it."""
     hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
-    classifier = build_classifier(cfg)
+    classifier = build_classifier(cfg, hardware)
     data = build_data(cfg, hardware)
     return build_trainer(cfg, workdir, hardware, [*build_callbacks(cfg), *extra_callbacks]), classifier, data
 
@@ -177,7 +180,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
         state = trainer.fit(classifier, data, state)
         summary = _test(trainer, classifier, data, state, cfg)
         summary["wall_time_s"] = time.monotonic() - start
-        runs.write_json_atomically(os.path.join(workdir, runs.SUMMARY_FILE), summary)
+        if runs.is_primary_process():
+            runs.write_json_atomically(os.path.join(workdir, runs.SUMMARY_FILE), summary)
     finally:
         trainer.close()
         data.close()
@@ -245,7 +249,7 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     and writes ``evaluation.json``."""
     run_cfg = _evaluated_run_config(cfg, workdir)
     hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
-    classifier = build_classifier(run_cfg)
+    classifier = build_classifier(run_cfg, hardware)
     data = build_data(run_cfg, hardware, train=False)
     trainer = Trainer(TrainerConfig(), hardware, build_callbacks(cfg), workdir)
     try:
@@ -255,7 +259,8 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
             for split, split_results in trainer.test(classifier, data, state, _final_splits(cfg, data)).items()
         }
         results["steps"] = int(state.step)
-        runs.write_json_atomically(os.path.join(workdir, runs.EVALUATION_FILE), results)
+        if runs.is_primary_process():
+            runs.write_json_atomically(os.path.join(workdir, runs.EVALUATION_FILE), results)
     finally:
         trainer.close()
         data.close()
@@ -284,11 +289,21 @@ def _final_splits(cfg: DictConfig, data: DataModule) -> list[str]:
 
 
 def describe(cfg: DictConfig) -> dict[str, Any]:
-    """Prints the model's parameter overview, parameter count and forward FLOPs per image."""
+    """Prints the model's parameter overview, parameter count, forward FLOPs
+    per image, and the bytes of parameters and optimizer state per device on
+    the configured mesh."""
     image_shape = tuple(cfg.data.image_shape)
-    description = describe_model(instantiate(cfg.model, "model"), image_shape)
+    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
+    model, optimizer = instantiate(cfg.model, "model"), instantiate(cfg.optim, "optim")
+    description = describe_model(model, image_shape)
+    memory = bytes_per_device(abstract_train_state(model, optimizer, image_shape), hardware)
     print(format_description(cfg.model._target_.rsplit(".", 1)[-1], image_shape, description), flush=True)
-    return {"num_params": description["num_params"], "flops_per_image": description["flops_per_image"]}
+    print(format_memory(memory, dict(hardware.mesh.shape)), flush=True)
+    return {
+        "num_params": description["num_params"],
+        "flops_per_image": description["flops_per_image"],
+        "bytes_per_device": memory,
+    }
 
 
 def run(cfg: DictConfig, workdir: str) -> Mapping[str, Any]:

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.errors import ConfigError
+from jaxclf.hardware import Hardware, make_mesh
 from jaxclf.objectives import Teacher
 from jaxclf.train_state import abstract_train_state
 
@@ -102,15 +103,16 @@ def read_config(run_dir: str) -> dict[str, Any]:
         store.close()
 
 
-def restore_model(run_dir: str) -> tuple[nn.Module, dict[str, Any], DictConfig]:
-    """The model of the latest checkpoint in ``run_dir``: ``(module, variables, run config)``.
+def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Module, dict[str, Any], DictConfig]:
+    """The model of the latest checkpoint in ``run_dir``: ``(module, variables, run config)``,
+    on ``hardware``'s mesh (default: the first device), whatever mesh saved it.
 
     The config saved with it rebuilds the module and optimizer (the
     checkpoint holds both states); nothing is written."""
     cfg = OmegaConf.create(read_config(run_dir))
     model = instantiate(cfg.model)
-    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape), sharding)
+    hardware = hardware or Hardware(make_mesh(jax.devices()[:1], fsdp=1))
+    abstract = hardware.placed(abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape)))
     store = checkpoint_store(run_dir, read_only=True)
     try:
         step = store.latest_step()
@@ -122,14 +124,16 @@ def restore_model(run_dir: str) -> tuple[nn.Module, dict[str, Any], DictConfig]:
     return model, {"params": state.params, **state.model_state}, cfg
 
 
-def load_teacher(run_dir: str | None, num_classes: int, image_shape: list[int]) -> Teacher:
-    """The finished run in ``run_dir`` as a distillation teacher, if it knows
-    ``num_classes`` classes of ``image_shape`` images."""
+def load_teacher(
+    run_dir: str | None, num_classes: int, image_shape: list[int], hardware: Hardware | None = None
+) -> Teacher:
+    """The finished run in ``run_dir`` as a distillation teacher on ``hardware``'s
+    mesh, if it knows ``num_classes`` classes of ``image_shape`` images."""
     if not run_dir or not os.path.isdir(run_dir):
         raise ConfigError(
             f"loss.teacher={run_dir!r} is not a run directory; give the directory of a finished jaxclf run"
         )
-    model, variables, teacher_cfg = restore_model(run_dir)
+    model, variables, teacher_cfg = restore_model(run_dir, hardware)
     if teacher_cfg.data.num_classes != num_classes or list(teacher_cfg.data.image_shape) != list(image_shape):
         raise ConfigError(
             f"loss.teacher={run_dir!r} was trained on {teacher_cfg.data.num_classes} classes of "
@@ -155,8 +159,16 @@ def write_json_atomically(path: str, payload: Any) -> None:
     os.replace(temporary, path)
 
 
+def is_primary_process() -> bool:
+    """Whether this process writes the run's files: only process 0 does
+    (every process takes part in checkpoints, which orbax coordinates)."""
+    return jax.process_index() == 0
+
+
 def record_failure(run_dir: str, error: BaseException) -> None:
-    """Writes why a job failed to ``run_dir/failure.json`` (a sweep's record)."""
+    """Writes why a job failed to ``run_dir/failure.json`` (a sweep's record; process 0 only)."""
+    if not is_primary_process():
+        return
     os.makedirs(run_dir, exist_ok=True)
     write_json_atomically(
         os.path.join(run_dir, FAILURE_FILE),

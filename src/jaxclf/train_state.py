@@ -62,25 +62,23 @@ def create_train_state(
 
 
 def abstract_train_state(
-    model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...], sharding: jax.sharding.Sharding
+    model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...]
 ) -> TrainState:
-    """The TrainState's structure as ShapeDtypeStructs carrying ``sharding``:
-    a restore target that allocates nothing."""
-    shapes = jax.eval_shape(functools.partial(create_train_state, model, tx, tuple(image_shape)), jax.random.PRNGKey(0))
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+    """The TrainState's structure as ShapeDtypeStructs: allocates nothing."""
+    return jax.eval_shape(functools.partial(create_train_state, model, tx, tuple(image_shape)), jax.random.PRNGKey(0))
 
 
 def count_params(state: TrainState) -> int:
     return sum(int(p.size) for p in jax.tree.leaves(state.params))
 
 
-def _forward(state: TrainState, params, images: jax.Array, *, train: bool, rng: jax.Array | None = None):
+def _forward(apply_fn, params, model_state, images: jax.Array, *, train: bool, rng: jax.Array | None = None):
     """Logits and the updated model state (unchanged outside training)."""
-    variables = {"params": params, **state.model_state}
+    variables = {"params": params, **model_state}
     rngs = {"dropout": rng} if rng is not None else None
-    if train and state.model_state:
-        return state.apply_fn(variables, images, train=True, rngs=rngs, mutable=list(state.model_state))
-    return state.apply_fn(variables, images, train=train, rngs=rngs), state.model_state
+    if train and model_state:
+        return apply_fn(variables, images, train=True, rngs=rngs, mutable=list(model_state))
+    return apply_fn(variables, images, train=train, rngs=rngs), model_state
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -91,8 +89,11 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.isfinite(optax.tree.norm(tree))
 
 
-def train_step(state: TrainState, batch: Batch, objective: Objective) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One gradient step on the mean of ``objective`` over the batch.
+def train_step(
+    state: TrainState, batch: Batch, objective: Objective, accumulate_steps: int = 1
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One gradient step on the mean of ``objective`` over the batch, whose
+    gradient is accumulated over ``accumulate_steps`` equal micro-batches.
 
     An update whose loss, gradients or results are not all finite is not
     applied: the step counter advances (so do the data and the randomness)
@@ -103,12 +104,13 @@ def train_step(state: TrainState, batch: Batch, objective: Objective) -> tuple[T
     update was ``finite``."""
     target_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
     images, context = objective.prepare(target_rng, batch["image"], batch["label"])
-
-    def mean_loss(params):
-        logits, model_state = _forward(state, params, images, train=True, rng=dropout_rng)
-        return jnp.mean(objective(logits, context)), (logits, model_state)
-
-    (loss, (logits, model_state)), grads = jax.value_and_grad(mean_loss, has_aux=True)(state.params)
+    gradients = functools.partial(_gradients, state, objective)
+    if accumulate_steps == 1:
+        loss, logits, model_state, grads = gradients(state.model_state, images, context, dropout_rng)
+    else:
+        loss, logits, model_state, grads = _accumulated_gradients(
+            gradients, state.params, state.model_state, images, context, dropout_rng, accumulate_steps
+        )
     updated = state.apply_gradients(grads=grads, model_state=model_state)
     finite = jnp.isfinite(loss) & all_finite((grads, updated.params, updated.model_state))
     skipped = state.replace(step=state.step + 1, skipped_steps=state.skipped_steps + 1)
@@ -117,15 +119,55 @@ def train_step(state: TrainState, batch: Batch, objective: Objective) -> tuple[T
     return state, {"loss": loss, "correct": predictions == batch["label"], "finite": finite}
 
 
+def _gradients(state: TrainState, objective: Objective, model_state, images, context, rng):
+    """The mean loss over a (micro-)batch, its logits, the updated model state, and the gradients."""
+
+    def mean_loss(params):
+        logits, new_model_state = _forward(state.apply_fn, params, model_state, images, train=True, rng=rng)
+        return jnp.mean(objective(logits, context)), (logits, new_model_state)
+
+    (loss, (logits, model_state)), grads = jax.value_and_grad(mean_loss, has_aux=True)(state.params)
+    return loss, logits, model_state, grads
+
+
+def _accumulated_gradients(gradients, params, model_state, images, context, rng, micro_batches: int):
+    """``gradients`` averaged over ``micro_batches`` equal micro-batches in a
+    ``lax.scan``: the mean of their mean losses is the batch's mean loss, so
+    the update equals the full batch's (BatchNorm statistics and dropout
+    masks aside). Micro-batch ``j`` takes rows ``j, j + k, j + 2k, ...``: each
+    device keeps its own rows."""
+    size = images.shape[0]
+
+    def split(x):  # [B, ...] -> [k, B / k, ...]
+        return jnp.swapaxes(x.reshape(size // micro_batches, micro_batches, *x.shape[1:]), 0, 1)
+
+    batched = {key: value for key, value in context.items() if value.ndim and value.shape[0] == size}
+    shared = {key: value for key, value in context.items() if key not in batched}  # e.g. the mixing weight
+
+    def body(carry, inputs):
+        model_state, grad_sum, loss_sum = carry
+        index, micro_images, micro_context = inputs
+        loss, logits, model_state, grads = gradients(
+            model_state, micro_images, {**shared, **micro_context}, jax.random.fold_in(rng, index)
+        )
+        return (model_state, jax.tree.map(jnp.add, grad_sum, grads), loss_sum + loss), logits
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    inputs = (jnp.arange(micro_batches), split(images), jax.tree.map(split, batched))
+    (model_state, grad_sum, loss_sum), logits = jax.lax.scan(body, (model_state, zeros, jnp.float32(0)), inputs)
+    logits = jnp.swapaxes(logits, 0, 1).reshape(size, *logits.shape[2:])  # back in the batch's order
+    return loss_sum / micro_batches, logits, model_state, jax.tree.map(lambda g: g / micro_batches, grad_sum)
+
+
 def train_steps(
-    state: TrainState, metrics: TrainMetrics, batches: Batch, objective: Objective
+    state: TrainState, metrics: TrainMetrics, batches: Batch, objective: Objective, accumulate_steps: int = 1
 ) -> tuple[TrainState, TrainMetrics, jax.Array]:
     """``train_step`` over the leading axis of ``batches`` (``lax.scan``: one
     dispatch for many steps); the metrics of their applied (finite) steps are
     merged into ``metrics``. Also returns each step's ``finite`` flag."""
 
     def body(state, batch):
-        return train_step(state, batch, objective)
+        return train_step(state, batch, objective, accumulate_steps)
 
     if jax.tree.leaves(batches)[0].shape[0] == 1:
         # No loop for one step: XLA:CPU runs convolutions inside a loop body
@@ -148,7 +190,7 @@ def train_steps(
 
 def eval_step(state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetrics:
     """Adds one (masked) batch to the evaluation metrics of the predicted distribution."""
-    logits, _ = _forward(state, state.params, batch["image"], train=False)
+    logits, _ = _forward(state.apply_fn, state.params, state.model_state, batch["image"], train=False)
     logits = two_class_logits(logits.astype(jnp.float32))
     labels = batch["label"]
     probs = jax.nn.softmax(logits)
@@ -186,15 +228,16 @@ class Classifier:
     def init(self, rng: jax.Array) -> TrainState:
         return create_train_state(self.model, self.optimizer, tuple(self.image_shape), rng)
 
-    def abstract_state(self, sharding: jax.sharding.Sharding) -> TrainState:
-        return abstract_train_state(self.model, self.optimizer, tuple(self.image_shape), sharding)
+    def abstract_state(self) -> TrainState:
+        return abstract_train_state(self.model, self.optimizer, tuple(self.image_shape))
 
     def train_steps(
-        self, state: TrainState, metrics: TrainMetrics, batches: Batch, objective: Objective
+        self, state: TrainState, metrics: TrainMetrics, batches: Batch, objective: Objective, accumulate_steps: int = 1
     ) -> tuple[TrainState, TrainMetrics, jax.Array]:
         """``train_steps`` on normalised ``batches`` (``objective`` is passed
         in, not closed over, so that a teacher's variables are not constants)."""
-        return train_steps(state, metrics, {**batches, "image": self.normalize(batches["image"])}, objective)
+        images = self.normalize(batches["image"])
+        return train_steps(state, metrics, {**batches, "image": images}, objective, accumulate_steps)
 
     def eval_step(self, state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetrics:
         return eval_step(state, metrics, {**batch, "image": self.normalize(batch["image"])})

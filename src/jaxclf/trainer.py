@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
+import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +48,9 @@ class TrainerConfig:
     # Training steps fused into one jitted call (lax.scan); calls never cross
     # a callback's period (logging, evaluation, checkpoints).
     steps_per_call: int = resumable(10)
+    # Each step's batch is split into this many micro-batches whose gradients
+    # are averaged before the one update (lax.scan): a big batch in small memory.
+    accumulate_steps: int = 1
     resume: bool = resumable(True)  # continue from the checkpoints in the run directory
     # A NaN or Inf in the loss or gradients: the update is never applied; then
     # stop the run or carry on.
@@ -104,12 +109,17 @@ class Trainer:
                 f"trainer.resume=false but {self.checkpoints.directory} already holds checkpoints "
                 f"(latest step {latest}); set trainer.resume=true to continue or choose another hydra.run.dir"
             )
-        abstract = classifier.abstract_state(self.hardware.replicated)
-        restored = None if latest is None else self.checkpoints.restore_latest_good(abstract, self._check_config)
+        abstract = classifier.abstract_state()
+        restored = (
+            None
+            if latest is None
+            else self.checkpoints.restore_latest_good(self.hardware.placed(abstract), self._check_config)
+        )
         if restored is None:
             if latest is not None:
                 logger.warning("No readable checkpoint in %s: starting afresh", self.checkpoints.directory)
-            return jax.jit(classifier.init, out_shardings=self.hardware.replicated)(jax.random.PRNGKey(seed))
+            initial = jax.jit(classifier.init, out_shardings=self.hardware.state_shardings(abstract))
+            return initial(jax.random.PRNGKey(seed))
         state, meta = restored
         self._load_meta(meta)
         logger.info("Resuming from the checkpoint of step %d in %s", int(state.step), self.checkpoints.directory)
@@ -136,7 +146,7 @@ class Trainer:
 
     def restore(self, classifier: Classifier, step: int | None = None) -> TrainState:
         """The checkpoint of ``step`` (default: the latest readable one)."""
-        abstract = classifier.abstract_state(self.hardware.replicated)
+        abstract = self.hardware.placed(classifier.abstract_state())  # any saved mesh restores onto this one
         if step is not None:
             return self.checkpoints.restore(abstract, step)[0]
         if self.checkpoints.latest_step() is None:
@@ -179,7 +189,7 @@ class Trainer:
         state = self.initial_state(classifier, seed) if state is None else state
         step = int(state.step)
         self._emit("on_fit_start", state)
-        with PreemptionGuard() as preemption:
+        with PreemptionGuard() as preemption:  # a signal to any process stops all of them at the same step
             while step < self.config.max_steps and not self.should_stop:  # the host's count: no device sync
                 num_steps = self._steps_in_next_call(step)
                 batches = data.train.batches(step, num_steps)
@@ -190,8 +200,9 @@ class Trainer:
                     self._stop_if_nonfinite(step, np.asarray(finite))
                 step += num_steps
                 self._emit("on_train_steps_end", state, step)
-                if preemption.received is not None:
-                    self._save_and_stop(state, preemption.received)
+                received = preemption.received_by_any_process()
+                if received is not None:
+                    self._save_and_stop(state, received)
         self._emit("on_fit_end", state)
         return state
 
@@ -225,7 +236,7 @@ class Trainer:
             f"{last_good}; lower optim.learning_rate, set optim.grad_clip_norm, or set trainer.on_nonfinite=skip"
         )
 
-    def _save_and_stop(self, state: TrainState, signal_received: Any) -> None:
+    def _save_and_stop(self, state: TrainState, signal_received: signal.Signals) -> None:
         step = int(state.step)
         self.save_checkpoint(step, state)
         self.checkpoints.wait_until_finished()
@@ -258,15 +269,33 @@ class Trainer:
 
     def _compile(self, classifier: Classifier, data: DataModule) -> _Compiled:
         if self._compiled is None or self._compiled.classifier is not classifier or self._compiled.data is not data:
+            if data.train is not None:
+                self._check_micro_batches(data.train.batch_size)
+            replicated = self.hardware.replicated
+            state_shardings = self.hardware.state_shardings(classifier.abstract_state())
+            train_steps = functools.partial(classifier.train_steps, accumulate_steps=self.config.accumulate_steps)
             self._compiled = _Compiled(
                 classifier=classifier,
                 data=data,
-                objective=jax.device_put(classifier.objective, self.hardware.replicated),
-                train_steps=jax.jit(classifier.train_steps, donate_argnums=(0, 1)),
+                objective=jax.device_put(classifier.objective, replicated),
+                # The state keeps its layout from call to call (sharded by the
+                # mesh's rule); the metrics stay replicated.
+                train_steps=jax.jit(
+                    train_steps, donate_argnums=(0, 1), out_shardings=(state_shardings, replicated, replicated)
+                ),
                 evaluator=Evaluator(classifier, self.hardware, data.eval_batch_size, data.num_classes),
             )
             self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
         return self._compiled
+
+    def _check_micro_batches(self, batch_size: int) -> None:
+        micro_batches, devices = self.config.accumulate_steps, self.hardware.num_devices
+        if batch_size % (micro_batches * devices):
+            raise ConfigError(
+                f"data.batch_size={batch_size} does not split into trainer.accumulate_steps={micro_batches} "
+                f"micro-batches that are multiples of the device count ({devices}); make it a multiple of "
+                f"{micro_batches * devices}"
+            )
 
     def _require_compiled(self) -> _Compiled:
         if self._compiled is None:

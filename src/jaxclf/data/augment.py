@@ -9,10 +9,11 @@ Two kinds of data, two paths:
   own: ``inception_crop`` (a random area and aspect ratio, resized) in
   training, ``resize_and_centre_crop`` in evaluation.
 
-Randomness comes from a generator seeded by ``(seed, step, process)``, so the
+Randomness comes from a ``BatchRng`` seeded by ``(seed, step)``, so the
 augmented batch of a step is the same in an uninterrupted run and after a
-restart. Mixup and cutmix are not here: they mix labels too and run on device
-in the training step (``jaxclf.targets``).
+restart, and whatever the number of processes that share it. Mixup and
+cutmix are not here: they mix labels too and run on device in the training
+step (``jaxclf.targets``).
 """
 
 from __future__ import annotations
@@ -27,20 +28,46 @@ from PIL import Image
 from jaxclf.data.randaugment import rand_augment
 
 
-def random_crop(images: np.ndarray, rng: np.random.Generator, padding: int, fill: float = 0) -> np.ndarray:
+class BatchRng:
+    """The randomness of one global batch of ``batch_size`` examples, seen by
+    the process that reads its ``rows`` (default: all of them).
+
+    Each draw is made for the whole global batch from one generator seeded by
+    ``seed``, then cut to ``rows``: an example's augmentation depends on its
+    position in the global batch, never on how many processes share it."""
+
+    def __init__(self, seed: int | list[int], batch_size: int, rows: np.ndarray | None = None):
+        self._generator = np.random.default_rng(seed)
+        self.batch_size = batch_size
+        self.rows = np.arange(batch_size) if rows is None else np.asarray(rows)
+
+    def integers(self, low: int, high: int) -> np.ndarray:
+        """One integer in ``[low, high)`` per example read."""
+        return self._generator.integers(low, high, size=self.batch_size)[self.rows]
+
+    def random(self) -> np.ndarray:
+        """One float in ``[0, 1)`` per example read."""
+        return self._generator.random(self.batch_size)[self.rows]
+
+    def generators(self) -> list[np.random.Generator]:
+        """An independent generator per example read (for per-image work in threads)."""
+        return [np.random.default_rng(seed) for seed in self.integers(0, 2**63)]
+
+
+def random_crop(images: np.ndarray, rng: BatchRng, padding: int, fill: float = 0) -> np.ndarray:
     """Pads each image by ``padding`` pixels of ``fill`` and crops a random
     window of the original size: a random shift of up to ``padding``."""
     batch, height, width, channels = images.shape
     padded = np.full((batch, height + 2 * padding, width + 2 * padding, channels), fill, images.dtype)
     padded[:, padding : padding + height, padding : padding + width] = images
     windows = np.lib.stride_tricks.sliding_window_view(padded, (height, width), axis=(1, 2))  # [B, dy, dx, C, H, W]
-    dy, dx = rng.integers(0, 2 * padding + 1, size=(2, batch))
+    dy, dx = rng.integers(0, 2 * padding + 1), rng.integers(0, 2 * padding + 1)
     return np.ascontiguousarray(windows[np.arange(batch), dy, dx].transpose(0, 2, 3, 1))
 
 
-def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def random_flip(images: np.ndarray, rng: BatchRng) -> np.ndarray:
     """Mirrors a random half of the images left to right."""
-    flip = rng.random(len(images)) < 0.5
+    flip = rng.random() < 0.5
     images = images.copy()
     images[flip] = images[flip, :, ::-1]
     return images
@@ -124,8 +151,8 @@ class Augmenter:
     def active(self) -> bool:
         return self.crop_padding > 0 or self.horizontal_flip or self.randaugment_layers > 0
 
-    def batch(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Augments a batch of same-sized images ``[B, H, W, C]`` (uint8 or float)."""
+    def batch(self, images: np.ndarray, rng: BatchRng) -> np.ndarray:
+        """Augments the rows ``rng`` reads of a batch of same-sized images ``[B, H, W, C]`` (uint8 or float)."""
         if self.crop_padding > 0:
             images = random_crop(images, rng, self.crop_padding)
         if self.horizontal_flip:
@@ -133,7 +160,10 @@ class Augmenter:
         if self.randaugment_layers > 0:
             channels = images.shape[-1]
             images = np.stack(
-                [self._randaugment(image.squeeze(-1) if channels == 1 else image, rng, channels) for image in images]
+                [
+                    self._randaugment(image.squeeze(-1) if channels == 1 else image, generator, channels)
+                    for image, generator in zip(images, rng.generators(), strict=True)
+                ]
             )
         return images
 

@@ -15,9 +15,10 @@ Trainer normalises them on device with a ``Normalizer``.
 Evaluation batches cover every example exactly once: the last batch is padded
 and a ``mask`` marks the real examples.
 
-Each process assembles only its own slice of every global batch; one
-``make_array_from_process_local_data`` call turns the slices into global arrays
-(the global batch is the processes' slices side by side).
+Each process reads and augments only its own rows of every global batch (the
+rows its devices hold); one ``make_array_from_process_local_data`` call turns
+the slices into global arrays. The global batch of a step is the same
+whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import jax
 import numpy as np
 
+from jaxclf.data.augment import BatchRng
 from jaxclf.data.splits import Split
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware
@@ -46,10 +48,14 @@ def _check_batch_size(key: str, batch_size: int, hardware: Hardware) -> None:
         )
 
 
-def _process_rows(batch_size: int) -> np.ndarray:
-    """Positions in a global batch that this process assembles."""
-    per_process = batch_size // jax.process_count()
-    return np.arange(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
+def _process_rows(batch_size: int, hardware: Hardware) -> np.ndarray:
+    """Positions in a global batch that this process's devices hold (one contiguous block)."""
+    indices = hardware.batch_sharding().addressable_devices_indices_map((batch_size,)).values()
+    blocks = {index[0].indices(batch_size)[:2] for index in indices if index is not None}
+    rows = np.concatenate([np.arange(start, stop) for start, stop in sorted(blocks)])
+    if np.any(np.diff(rows) != 1):  # pragma: no cover - meshes from jax.make_mesh keep a process's devices together
+        raise RuntimeError(f"process {jax.process_index()} holds rows that are not one block of the batch")
+    return rows
 
 
 class Normalizer:
@@ -84,7 +90,7 @@ class TrainLoader:
         self.hardware = hardware
         self.steps_per_epoch = len(split) // batch_size
         self.prefetch = prefetch
-        self._process_rows = _process_rows(batch_size)
+        self._process_rows = _process_rows(batch_size, hardware)
         self._pool = concurrent.futures.ThreadPoolExecutor(max(1, workers), thread_name_prefix="jaxclf-loader")
         self._pending: dict[int, concurrent.futures.Future[HostBatch]] = {}
         self._permutation = functools.lru_cache(maxsize=2)(self._epoch_permutation)
@@ -101,7 +107,7 @@ class TrainLoader:
     def host_batch(self, step: int) -> HostBatch:
         """This process's rows of step ``step``'s batch: augmented raw images and labels."""
         rows = self.indices(step)[self._process_rows]
-        rng = np.random.default_rng([self.seed, step, jax.process_index()]) if self.split.augmented else None
+        rng = BatchRng([self.seed, step], self.batch_size, self._process_rows) if self.split.augmented else None
         images, labels = self.split.read(rows, rng)
         return {"image": images, "label": labels}
 
@@ -133,7 +139,7 @@ def eval_batches(split: Split, batch_size: int, hardware: Hardware) -> Iterator[
     """Every example once, in order; the last batch is padded, ``mask`` is 1 on real rows.
     The next batch is read while the device evaluates this one."""
     _check_batch_size("data.eval_batch_size", batch_size, hardware)
-    process_rows = _process_rows(batch_size)
+    process_rows = _process_rows(batch_size, hardware)
     sharding = hardware.batch_sharding()
 
     def host_batch(start: int) -> HostBatch:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from jaxclf.data.augment import Augmenter, evaluation_view
+from jaxclf.data.augment import Augmenter, BatchRng, evaluation_view
 from jaxclf.data.config import DataConfig, SplitName
 from jaxclf.data.source import Source, open_builder, open_source
 from jaxclf.errors import ConfigError
@@ -44,7 +44,7 @@ class Split(Protocol):
 
     def __len__(self) -> int: ...
 
-    def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def read(self, indices: np.ndarray, rng: BatchRng | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +63,7 @@ class InMemorySplit:
     def augmented(self) -> bool:
         return self.augment is not None and self.augment.active
 
-    def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, indices: np.ndarray, rng: BatchRng | None = None) -> tuple[np.ndarray, np.ndarray]:
         images = self.images[indices]
         if rng is not None and self.augment is not None and self.augment.active:
             images = self.augment.batch(images, rng)
@@ -87,21 +87,21 @@ class EncodedSplit:
     def augmented(self) -> bool:
         return True  # a random crop at least
 
-    def read(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, indices: np.ndarray, rng: BatchRng | None = None) -> tuple[np.ndarray, np.ndarray]:
         positions = self.source_indices[indices]
-        # One generator per example, drawn from the batch's: threads never share one.
-        seeds = rng.integers(0, 2**63, size=len(positions)) if rng is not None else [None] * len(positions)
+        # One generator per example: threads never share one.
+        generators = rng.generators() if rng is not None else [None] * len(positions)
         with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxclf-decode") as pool:
-            examples = list(pool.map(self._example, positions, seeds))
+            examples = list(pool.map(self._example, positions, generators))
         return np.stack([image for image, _ in examples]), np.asarray([label for _, label in examples], np.int32)
 
-    def _example(self, position: int, seed: int | None) -> tuple[np.ndarray, int]:
+    def _example(self, position: int, rng: np.random.Generator | None) -> tuple[np.ndarray, int]:
         record = self.source[int(position)]
         size, channels = (self.image_shape[0], self.image_shape[1]), self.image_shape[2]
-        if seed is None:
+        if rng is None:
             image = evaluation_view(record["image"], size, channels)
         else:
-            image = self.augment.encoded(record["image"], np.random.default_rng(seed), size, channels)
+            image = self.augment.encoded(record["image"], rng, size, channels)
         return image, int(record["label"])
 
 
