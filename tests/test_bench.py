@@ -93,3 +93,15 @@ def test_launchers_benchmark_runs(data_dir):
     assert rows[2].startswith("default (in process)") and rows[2].split()[-1] == "1.00"
     assert rows[3].startswith("joblib, n_jobs=2")
     assert rows[4] == "test accuracies identical"  # the launcher changes where jobs run, not what they compute
+
+
+def test_scaling_benchmark_runs_on_virtual_cpu_devices():
+    result = _run(
+        "bench/scaling.py",
+        *("--cpu-devices", "2", "--per-device-batch", "4", "--warmup", "1", "--steps", "2", "--repeats", "1"),
+        *("hardware=cpu", "model=vit", "data.image_shape=[8,8,3]", "data.num_classes=10"),
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2"]  # one device, then both
+    assert "scaling efficiency on 2 devices:" in result.stdout

@@ -36,7 +36,7 @@ from jaxclf.errors import ConfigError
 from jaxclf.evaluation import train_minus_validation_accuracy
 from jaxclf.hardware import Hardware, HardwareConfig
 from jaxclf.train_state import Classifier, TrainState, abstract_train_state, abstract_variables, count_params
-from jaxclf.trainer import Trainer, TrainerConfig
+from jaxclf.trainer import Trainer, TrainerConfig, check_micro_batches
 
 logger = logging.getLogger(__name__)
 CallbackType = TypeVar("CallbackType", bound=Callback)
@@ -78,6 +78,15 @@ def instantiate(node: Any, path: str, **objects: Any) -> Any:
 
 
 # -- builders ---------------------------------------------------------------------
+
+
+def setup_hardware(cfg: DictConfig) -> Hardware:
+    """The mesh of ``cfg.hardware``. Processes other than 0 log warnings only:
+    process 0 speaks for the run."""
+    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
+    if not runs.is_primary_process():
+        logging.getLogger("jaxclf").setLevel(logging.WARNING)
+    return hardware
 
 
 def build_model(cfg: DictConfig) -> nn.Module:
@@ -142,7 +151,9 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
 def build_trainer(cfg: DictConfig, workdir: str, hardware: Hardware, callbacks: Sequence[Callback]) -> Trainer:
     values = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     run_config = runs.RunConfig(values, resumable_keys_of(cfg))
-    return Trainer(typed(cfg.trainer, TrainerConfig), hardware, callbacks, workdir, run_config)
+    config = typed(cfg.trainer, TrainerConfig)
+    check_micro_batches(cfg.data.batch_size, config.accumulate_steps, hardware.num_devices)  # before writing
+    return Trainer(config, hardware, callbacks, workdir, run_config)
 
 
 def build(
@@ -152,7 +163,7 @@ def build(
     (with the ``callbacks`` group's callbacks, then ``extra_callbacks``), what
     it trains and on what data. Built in the order of the docstring above, so
     that a bad value fails in the first object that holds it."""
-    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
+    hardware = setup_hardware(cfg)
     classifier = build_classifier(cfg, hardware)
     data = build_data(cfg, hardware)
     return build_trainer(cfg, workdir, hardware, [*build_callbacks(cfg), *extra_callbacks]), classifier, data
@@ -247,8 +258,8 @@ def _tested_state(trainer: Trainer, classifier: Classifier, state: TrainState) -
 def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
     """Re-tests the latest checkpoint in ``workdir`` on ``evaluation.splits``
     and writes ``evaluation.json``."""
+    hardware = setup_hardware(cfg)  # first: reading the run's checkpoints starts JAX
     run_cfg = _evaluated_run_config(cfg, workdir)
-    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
     classifier = build_classifier(run_cfg, hardware)
     data = build_data(run_cfg, hardware, train=False)
     trainer = Trainer(TrainerConfig(), hardware, build_callbacks(cfg), workdir)
@@ -293,7 +304,7 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
     per image, and the bytes of parameters and optimizer state per device on
     the configured mesh."""
     image_shape = tuple(cfg.data.image_shape)
-    hardware = hardware_lib.setup(typed(cfg.hardware, HardwareConfig))
+    hardware = setup_hardware(cfg)
     model, optimizer = instantiate(cfg.model, "model"), instantiate(cfg.optim, "optim")
     description = describe_model(model, image_shape)
     memory = bytes_per_device(abstract_train_state(model, optimizer, image_shape), hardware)

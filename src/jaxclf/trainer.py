@@ -270,7 +270,7 @@ class Trainer:
     def _compile(self, classifier: Classifier, data: DataModule) -> _Compiled:
         if self._compiled is None or self._compiled.classifier is not classifier or self._compiled.data is not data:
             if data.train is not None:
-                self._check_micro_batches(data.train.batch_size)
+                check_micro_batches(data.train.batch_size, self.config.accumulate_steps, self.hardware.num_devices)
             replicated = self.hardware.replicated
             state_shardings = self.hardware.state_shardings(classifier.abstract_state())
             train_steps = functools.partial(classifier.train_steps, accumulate_steps=self.config.accumulate_steps)
@@ -288,15 +288,6 @@ class Trainer:
             self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
         return self._compiled
 
-    def _check_micro_batches(self, batch_size: int) -> None:
-        micro_batches, devices = self.config.accumulate_steps, self.hardware.num_devices
-        if batch_size % (micro_batches * devices):
-            raise ConfigError(
-                f"data.batch_size={batch_size} does not split into trainer.accumulate_steps={micro_batches} "
-                f"micro-batches that are multiples of the device count ({devices}); make it a multiple of "
-                f"{micro_batches * devices}"
-            )
-
     def _require_compiled(self) -> _Compiled:
         if self._compiled is None:
             raise RuntimeError("evaluate() runs inside fit() or test(), which say what to evaluate")
@@ -311,6 +302,16 @@ class Trainer:
         self.checkpoints.wait_until_finished()
         self.checkpoints.close()
         self._emit("teardown")
+
+
+def check_micro_batches(batch_size: int, micro_batches: int, devices: int) -> None:
+    """A batch must split into ``micro_batches`` equal parts, each split over every device."""
+    if batch_size % (micro_batches * devices):
+        raise ConfigError(
+            f"data.batch_size={batch_size} does not split into trainer.accumulate_steps={micro_batches} "
+            f"micro-batches that are multiples of the device count ({devices}); make it a multiple of "
+            f"{micro_batches * devices}"
+        )
 
 
 def _retention(callbacks: Sequence[Callback]) -> Retention:
