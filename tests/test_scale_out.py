@@ -203,9 +203,14 @@ def _command(run_dir: Path, data_dir: str, *overrides: str) -> list[str]:
     ]
 
 
-def _launch(command: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "tests"), **(env or {})}
-    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+def _environment(**extra: str) -> dict[str, str]:
+    """This process's environment, with ``tests/`` importable (for ``conftest.SignalAtStep``)."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def _launch(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, env=_environment(), capture_output=True, text=True, timeout=300)
 
 
 def _free_port() -> int:
@@ -214,7 +219,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _launch_two_processes(command: list[str], per_process: tuple = ((), ()), env=None) -> list[tuple[int, str]]:
+def _launch_two_processes(command: list[str], per_process: tuple = ((), ())) -> list[tuple[int, str]]:
     """``command`` as processes 0 and 1 of a 2-process run on 127.0.0.1 (2 CPU
     devices each; ``per_process`` overrides for each); their exit codes and stderr."""
     cluster = ("hardware.cpu_devices=2", f"hardware.coordinator_address=127.0.0.1:{_free_port()}")
@@ -222,7 +227,7 @@ def _launch_two_processes(command: list[str], per_process: tuple = ((), ()), env
         subprocess.Popen(
             [*command, *cluster, "hardware.num_processes=2", f"hardware.process_id={index}", *per_process[index]],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "tests"), **(env or {})},
+            env=_environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -279,7 +284,7 @@ def two_process_run(tmp_path_factory, data_dir) -> Path:
         subprocess.Popen(
             command,
             cwd=ROOT,
-            env={**os.environ, **slurm, "SLURM_PROCID": str(index), "SLURM_LOCALID": str(index)},
+            env=_environment(**slurm, SLURM_PROCID=str(index), SLURM_LOCALID=str(index)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
