@@ -246,8 +246,8 @@ def _launch_two_processes(command: list[str], per_process: tuple = ((), ())) -> 
     return results
 
 
-@pytest.mark.slow  # four launches, ~60 s
-def test_a_checkpoint_saved_on_eight_devices_resumes_and_evaluates_on_fewer(tmp_path, data_dir):
+@pytest.mark.slow  # five launches, ~75 s
+def test_checkpoints_move_between_meshes(tmp_path, data_dir):
     eight = ("hardware.cpu_devices=8", "hardware.mesh.fsdp=2")
     reference = tmp_path / "eight"
     assert _launch(_command(reference, data_dir, *eight)).returncode == 0
@@ -270,6 +270,13 @@ def test_a_checkpoint_saved_on_eight_devices_resumes_and_evaluates_on_fewer(tmp_
     evaluation = json.loads((reference / "evaluation.json").read_text())
     assert evaluation["steps"] == 60
     assert abs(evaluation["test"]["loss"] - summaries[0]["test"]["loss"]) < 1e-4
+
+    # The other way: the run finished on 1 device teaches on 8 (data=2 x fsdp=4).
+    student = tmp_path / "student"
+    eight_fsdp4 = ("hardware.cpu_devices=8", "hardware.mesh.fsdp=4")
+    result = _launch(_command(student, data_dir, "loss=distill", f"loss.teacher={resumed}", *eight_fsdp4))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((student / "summary.json").read_text())["test"]["accuracy"] > 0.5
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class CheckpointStore:
     Orbax writes each checkpoint to a temporary directory and renames it when
     complete, and deletes old checkpoints only after a newer one is committed.
     A checkpoint that cannot be read is moved to ``quarantine`` (never
-    deleted) and the one before it is used.
+    deleted, by process 0 alone) and the one before it is used.
     """
 
     def __init__(
@@ -138,11 +140,14 @@ class CheckpointStore:
         """Moves the checkpoint of ``step`` out of the store (never deletes it)."""
         if self._manager.is_saving_in_progress():  # pragma: no cover - restores happen before saves
             raise RuntimeError("cannot move a checkpoint while a save is in progress")
-        os.makedirs(self.quarantine_directory, exist_ok=True)
         target, copy = os.path.join(self.quarantine_directory, str(step)), 1
         while os.path.exists(target):
             target, copy = os.path.join(self.quarantine_directory, f"{step}.{copy}"), copy + 1
-        os.rename(os.path.join(self.directory, str(step)), target)
+        if jax.process_index() == 0:  # one process moves it; the others wait for the move
+            os.makedirs(self.quarantine_directory, exist_ok=True)
+            os.rename(os.path.join(self.directory, str(step)), target)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"jaxclf: checkpoint {step} set aside")
         self._manager.reload()
         return target
 

@@ -49,8 +49,9 @@ class TrainerConfig:
     # a callback's period (logging, evaluation, checkpoints).
     steps_per_call: int = resumable(10)
     # Each step's batch is split into this many micro-batches whose gradients
-    # are averaged before the one update (lax.scan): a big batch in small memory.
-    accumulate_steps: int = 1
+    # are averaged before the one update (lax.scan): a big batch in small
+    # memory. Like the mesh, it may change on resume (e.g. onto fewer devices).
+    accumulate_steps: int = resumable(1)
     resume: bool = resumable(True)  # continue from the checkpoints in the run directory
     # A NaN or Inf in the loss or gradients: the update is never applied; then
     # stop the run or carry on.
