@@ -9,8 +9,8 @@ over the one-device images/s (medians).
 
     python bench/scaling.py [--per-device-batch 32] [--steps 20] [--repeats 3] [hydra overrides ...]
 
-Made for a machine with GPUs (``hardware=gpu_single`` for one device, the
-same platform's every device for ``gpu_multi``). ``--cpu-devices N
+Made for a machine with GPUs (``hardware=gpu_multi``: the first GPU alone,
+as ``gpu_single`` trains, then every GPU). ``--cpu-devices N
 hardware=cpu model=vit data.image_shape=[8,8,3]`` runs the same code on
 virtual CPU devices: a check that it runs, not a measurement of scaling
 (virtual devices share the same cores).
@@ -34,7 +34,7 @@ from jaxclf.trainer import Trainer, TrainerConfig
 from overhead import Stopwatch  # bench/ is on sys.path when this script runs
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-DEFAULTS = ["model=vit_b16", "data=synthetic", "hardware=gpu_single"]
+DEFAULTS = ["model=vit_b16", "data=synthetic", "hardware=gpu_multi"]
 
 
 def images_per_sec(cfg, hardware: Hardware, per_device_batch: int, warmup: int, steps: int) -> float:

@@ -52,6 +52,16 @@ def test_fsdp_shards_the_largest_divisible_dimension_of_large_tensors():
     assert fsdp_partition((768, 3072), 1, min_size=0) == PartitionSpec()  # no fsdp axis to split over
 
 
+def test_local_devices_takes_the_first_devices_of_every_process():
+    from types import SimpleNamespace
+
+    from jaxclf.hardware import first_devices_of_each_process
+
+    devices = [SimpleNamespace(id=i, process_index=i // 4) for i in range(8)]  # 2 processes x 4 devices
+    assert [device.id for device in first_devices_of_each_process(devices, 1)] == [0, 4]
+    assert [device.id for device in first_devices_of_each_process(devices, 3)] == [0, 1, 2, 4, 5, 6]
+
+
 # -- gradient accumulation --------------------------------------------------------
 
 
@@ -95,6 +105,7 @@ def test_micro_batches_must_split_over_the_devices(tmp_path, data_dir):
         (("trainer.accumulate_steps=0",), "trainer.accumulate_steps=0 is not valid; it must be a positive integer"),
         (("hardware=gpu_single", "hardware.cpu_devices=4"), "hardware.cpu_devices=4 is not valid with"),
         (("hardware.num_processes=2", "hardware.process_id=2"), "hardware.process_id=2 is not valid"),
+        (("hardware.local_devices=2",), "hardware.local_devices=2 is not valid; this process has 1 cpu devices"),
     ],
 )
 def test_bad_hardware_keys_are_one_line(tmp_path, data_dir, overrides, message):

@@ -140,6 +140,7 @@ def validate(cfg: DictConfig) -> None:
             "trainer.accumulate_steps",
             "hardware.mesh.fsdp",
             "hardware.cpu_devices",
+            "hardware.local_devices",
             "hardware.num_processes",
         ),
     )

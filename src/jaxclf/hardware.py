@@ -69,6 +69,7 @@ class HardwareConfig:
     num_processes: int | None = resumable(None)
     process_id: int | None = resumable(None)
     cpu_devices: int | None = resumable(None)  # virtual CPU devices per process (hardware.platform=cpu)
+    local_devices: int | None = resumable(None)  # the first N devices of each process (null: every one)
 
     @property
     def joins_processes(self) -> bool:
@@ -156,6 +157,17 @@ def setup(config: HardwareConfig) -> Hardware:
         _set_cpu_devices(config.cpu_devices)
     if config.joins_processes:
         _join_processes(config)
+    elif config.local_devices is not None and platform == Platform.gpu.value:
+        # The other GPUs are never opened: no memory taken on them.
+        jax.config.update("jax_cuda_visible_devices", ",".join(map(str, range(config.local_devices))))
+    devices = _devices(platform, config.local_devices)
+    if platform != Platform.cpu.value:
+        hide_accelerators_from_tensorflow()
+    return Hardware(make_mesh(devices, config.mesh.fsdp), config.mesh.fsdp_min_size)
+
+
+def _devices(platform: str, per_process: int | None) -> list[Any]:
+    """Every process's first ``per_process`` devices of ``platform`` (all of them if None)."""
     try:
         devices = jax.devices(platform)  # by name: a backend started earlier in this process may be another one
     except RuntimeError:
@@ -163,9 +175,22 @@ def setup(config: HardwareConfig) -> Hardware:
             f"hardware.platform={platform!r}: JAX finds no {platform} devices on this machine "
             f"(is a jax build for {platform} installed?); use hardware=cpu here"
         ) from None
-    if platform != Platform.cpu.value:
-        hide_accelerators_from_tensorflow()
-    return Hardware(make_mesh(devices, config.mesh.fsdp), config.mesh.fsdp_min_size)
+    if per_process is None:
+        return devices
+    local = jax.local_device_count(platform)
+    if per_process > local:
+        raise ConfigError(
+            f"hardware.local_devices={per_process} is not valid; this process has {local} {platform} devices"
+        )
+    return first_devices_of_each_process(devices, per_process)
+
+
+def first_devices_of_each_process(devices: Sequence[Any], count: int) -> list[Any]:
+    """The first ``count`` of each process's ``devices``, in their order."""
+    by_process: dict[int, list[Any]] = {}
+    for device in devices:
+        by_process.setdefault(device.process_index, []).append(device)
+    return [device for process_devices in by_process.values() for device in process_devices[:count]]
 
 
 def _set_cpu_devices(count: int) -> None:
