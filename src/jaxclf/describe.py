@@ -48,7 +48,7 @@ def describe_model(model: nn.Module, image_shape: tuple[int, ...]) -> dict[str, 
 
 
 def bytes_per_device(abstract_state: TrainState, hardware: Hardware) -> dict[str, int]:
-    """Bytes of the parameters and of the optimizer state on the most loaded device of ``hardware``'s mesh."""
+    """Bytes of the parameters and of the optimizer state on each device of ``hardware``'s mesh."""
     return {
         "params": hardware.bytes_per_device(abstract_state.params),
         "optimizer_state": hardware.bytes_per_device(abstract_state.opt_state),

@@ -127,7 +127,7 @@ class Hardware:
         )
 
     def bytes_per_device(self, tree: Any) -> int:
-        """The bytes of ``tree``'s arrays that the most loaded device holds under ``state_shardings``."""
+        """The bytes of ``tree``'s arrays that each device holds under ``state_shardings`` (every shard is equal)."""
         shardings = self.state_shardings(tree)
         return sum(
             math.prod(sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
