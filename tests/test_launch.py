@@ -173,12 +173,18 @@ def test_distillation_from_a_finished_run(tmp_path, finished_run, data_dir):
     assert digest(finished_run / "checkpoints") == teacher_files  # the teacher is only read
 
 
-def test_a_teacher_of_other_classes_is_refused(finished_run):
+@pytest.mark.parametrize(
+    "key,value",
+    [("name", "digits/parity"), ("num_classes", 2), ("image_shape", [16, 16, 1]), ("mean", [0.0]), ("std", [1.0])],
+)
+def test_a_teacher_of_other_data_is_refused(finished_run, key, value):
     from jaxclf.errors import ConfigError
-    from jaxclf.runs import load_teacher
+    from jaxclf.runs import load_teacher, read_config
 
-    with pytest.raises(ConfigError, match="trained on 10 classes of \\[8, 8, 1\\] images; this run needs 2 classes"):
-        load_teacher(str(finished_run), num_classes=2, image_shape=[8, 8, 1])
+    data = read_config(str(finished_run))["data"]
+    load_teacher(str(finished_run), data)  # the same data: accepted
+    with pytest.raises(ConfigError, match=f"was trained with data.{key}=.*; this run has data.{key}="):
+        load_teacher(str(finished_run), {**data, key: value})
 
 
 @pytest.mark.slow

@@ -187,13 +187,15 @@ def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_last_good_checkpoint
     assert not (tmp_path / "summary.json").exists()
 
 
-def test_skipping_nonfinite_updates_counts_them_and_never_saves_them(tmp_path, data_dir):
+def test_skipping_nonfinite_updates_counts_them_and_never_saves_them(tmp_path, data_dir, caplog):
+    caplog.set_level(logging.INFO)
     code, stderr = launch_in_process(
         f"hydra.run.dir={tmp_path}",
         f"data.data_dir={data_dir}",
         *TINY,
         "optim.learning_rate=1e30",
         "trainer.on_nonfinite=skip",
+        "trainer.max_skipped_fraction=1",
     )
     assert code == 0, stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -203,6 +205,34 @@ def test_skipping_nonfinite_updates_counts_them_and_never_saves_them(tmp_path, d
     losses = dict(tensorboard_scalars(tmp_path)["train/loss"])
     assert np.isfinite(losses[20])  # the mean over the applied steps only (NaN: none applied)
     assert all(np.isfinite(leaf).all() for leaf in _final_params(tmp_path))
+    [last_line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("test accuracy")]
+    assert f"{summary['skipped_steps']} of 60 updates skipped (non-finite)" in last_line
+
+
+def test_skipping_more_than_the_allowed_fraction_stops_the_run(tmp_path, data_dir):
+    code, stderr = launch_in_process(
+        f"hydra.run.dir={tmp_path}",
+        f"data.data_dir={data_dir}",
+        *TINY,
+        "optim.learning_rate=1e30",
+        "trainer.on_nonfinite=skip",
+    )
+    assert code == 3 and "Traceback" not in stderr
+    [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
+    assert re.search(r"(\d+) of the first 10 updates were skipped .* trainer.max_skipped_fraction=0.1", message)
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_non_finite_results_are_null_in_strict_json(tmp_path):
+    from jaxclf.run import _write_results, final_line
+
+    results = {"test": {"accuracy": 0.36, "loss": float("nan")}, "steps": 60, "hparams": {"x": float("inf")}}
+    written = _write_results(str(tmp_path / "summary.json"), results)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())  # strict: NaN would not parse as null
+    assert on_disk == written and on_disk["test"]["loss"] is None and on_disk["hparams"]["x"] is None
+    assert on_disk["non_finite"] == ["test.loss", "hparams.x"]
+    assert final_line(written).endswith("non-finite results (null in the JSON): test.loss, hparams.x")
+    assert "loss non-finite after 60 steps" in final_line(written)
 
 
 BAD_INPUTS = [
@@ -220,6 +250,10 @@ BAD_INPUTS = [
     (("data.batch_size=0",), 2, "data.batch_size=0 is not valid"),
     (("data.batch_size=5000",), 2, "data.batch_size=5000 is larger than the training split (1300 examples)"),
     (("trainer.max_steps=0",), 2, "trainer.max_steps=0 is not valid; it must be a positive integer"),
+    (("seed=-1",), 2, "seed=-1 is not valid; it must be 0 or more"),
+    (("model.num_classes=3",), 2, "model.num_classes=3 is not valid; data.digits/classes has 10 classes"),
+    (("trainer.max_skipped_fraction=2",), 2, "trainer.max_skipped_fraction=2.0 is not valid; it must lie in [0, 1]"),
+    (("hardware=tpu_v4",), 2, "hardware.distributed: jax.distributed.initialize() failed"),
     (
         ("callbacks.evaluation.every_steps=-5",),
         2,
@@ -271,7 +305,7 @@ BAD_INPUTS = [
     (
         ("loss=distill", "loss.teacher=TEACHER", "data=digits_parity"),
         2,
-        "classes of [8, 8, 1] images; this run needs 2 classes",
+        "was trained with data.name=digits/classes; this run has data.name=digits/parity",
     ),
     (
         ("optim.learning_rate=0.01", "model.hidden_sizes=[64]"),

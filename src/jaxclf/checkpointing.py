@@ -126,6 +126,10 @@ class CheckpointStore:
         return None
 
     def _set_aside(self, step: int, error: Exception) -> None:
+        if not os.path.exists(os.path.join(self.directory, str(step))):  # deleted by retention meanwhile: no damage
+            logger.info("The checkpoint of step %d was removed while being read; trying the one before it", step)
+            self._manager.reload()
+            return
         where = self.quarantine(step)
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         logger.warning(

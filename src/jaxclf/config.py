@@ -119,9 +119,25 @@ def output_subdir(mode: Any) -> str:
     return ".hydra" if name == Mode.fit.value else f".hydra-{name}"
 
 
+def job_dirname(overrides: Any, excluded: Any, _root_: DictConfig) -> str:
+    """A multirun job's folder name: its command-line ``overrides``, sorted,
+    less ``excluded`` keys and the keys a resumed run may change (so a sweep
+    relaunched with more steps finds its jobs' folders)."""
+    resumable = resumable_keys_of(_root_)
+    kept = []
+    for override in overrides:
+        key = str(override).split("=", 1)[0].lstrip("+~")
+        if key in excluded or any(key == name or key.startswith(f"{name}.") for name in resumable):
+            continue
+        kept.append(str(override))
+    return ",".join(sorted(kept))
+
+
 register_configs()
 if not OmegaConf.has_resolver("jaxclf_output_subdir"):
     OmegaConf.register_new_resolver("jaxclf_output_subdir", output_subdir)
+if not OmegaConf.has_resolver("jaxclf_job_dirname"):
+    OmegaConf.register_new_resolver("jaxclf_job_dirname", job_dirname)
 
 
 # -- validation ------------------------------------------------------------------
@@ -146,6 +162,13 @@ def validate(cfg: DictConfig) -> None:
     )
     _check_data(cfg.data)
     _check_hardware(cfg.hardware)
+    _check_classes(cfg)
+    if not 0 <= cfg.trainer.max_skipped_fraction <= 1:
+        raise ConfigError(
+            f"trainer.max_skipped_fraction={cfg.trainer.max_skipped_fraction} is not valid; it must lie in [0, 1]"
+        )
+    if cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed} is not valid; it must be 0 or more")
     if cfg.evaluation.train_examples < 0:
         raise ConfigError(
             f"evaluation.train_examples={cfg.evaluation.train_examples} is not valid; "
@@ -159,6 +182,16 @@ def _check_positive(cfg: DictConfig, keys: tuple[str, ...]) -> None:
         if value is not None and value <= 0:
             kind = "a positive integer" if isinstance(value, int) else "positive"
             raise ConfigError(f"{key}={value} is not valid; it must be {kind}")
+
+
+def _check_classes(cfg: DictConfig) -> None:
+    """The model scores every class of the data (one logit for two classes is the sigmoid's case)."""
+    outputs, classes = cfg.model.get("num_classes"), cfg.data.num_classes
+    if outputs is not None and outputs != classes and not (outputs == 1 and classes == 2):
+        raise ConfigError(
+            f"model.num_classes={outputs} is not valid; data.{cfg.data.name} has {classes} classes "
+            f"(model.num_classes follows data.num_classes unless overridden; 1 only for two classes)"
+        )
 
 
 def _check_hardware(hardware: DictConfig) -> None:

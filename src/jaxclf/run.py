@@ -25,7 +25,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import hardware as hardware_lib
-from jaxclf import runs
+from jaxclf import run_lock, runs
 from jaxclf.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from jaxclf.config import Config, Mode, resumable_keys_of, validate
 from jaxclf.data.config import DataConfig, SplitName
@@ -103,9 +103,7 @@ def build_classifier(cfg: DictConfig, hardware: Hardware | None = None) -> Class
     """The model, optimizer and objective of ``cfg`` (a distillation teacher restored onto ``hardware``)."""
     teacher = {}
     if "teacher" in cfg.loss:
-        teacher["teacher"] = runs.load_teacher(
-            cfg.loss.teacher, cfg.data.num_classes, list(cfg.data.image_shape), hardware
-        )
+        teacher["teacher"] = runs.load_teacher(cfg.loss.teacher, cfg.data, hardware)
     return Classifier(
         model=build_model(cfg),
         optimizer=instantiate(cfg.optim, "optim"),
@@ -191,20 +189,40 @@ def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
         state = trainer.fit(classifier, data, state)
         summary = _test(trainer, classifier, data, state, cfg)
         summary["wall_time_s"] = time.monotonic() - start
-        if runs.is_primary_process():
-            runs.write_json_atomically(os.path.join(workdir, runs.SUMMARY_FILE), summary)
+        summary = _write_results(os.path.join(workdir, runs.SUMMARY_FILE), summary)
     finally:
         trainer.close()
         data.close()
-    test = summary[SplitName.test.value]
-    logger.info(
-        "test accuracy %.4f, loss %.4f after %d steps (%.1f s)",
-        test["accuracy"],
-        test["loss"],
-        summary["steps"],
-        summary["wall_time_s"],
-    )
+    logger.info("%s", final_line(summary))
     return summary
+
+
+def _write_results(path: str, results: dict[str, Any]) -> dict[str, Any]:
+    """Writes ``results`` as strict JSON (process 0): a NaN or Inf becomes
+    null, and ``non_finite`` lists where. Returns what was written."""
+    results, non_finite = runs.without_non_finite(results)
+    if non_finite:
+        results["non_finite"] = non_finite
+    if runs.is_primary_process():
+        runs.write_json_atomically(path, results)
+    return results
+
+
+def final_line(results: Mapping[str, Any]) -> str:
+    """A run's last line: test accuracy and loss, steps, time, and what went wrong on the way."""
+
+    def number(value: float | None) -> str:
+        return "non-finite" if value is None else f"{value:.4f}"
+
+    test = results[SplitName.test.value]
+    line = f"test accuracy {number(test['accuracy'])}, loss {number(test['loss'])} after {results['steps']} steps"
+    if "wall_time_s" in results:
+        line += f" ({results['wall_time_s']:.1f} s)"
+    if results.get("skipped_steps"):
+        line += f"; {results['skipped_steps']} of {results['steps']} updates skipped (non-finite)"
+    if results.get("non_finite"):
+        line += f"; non-finite results (null in the JSON): {', '.join(results['non_finite'])}"
+    return line
 
 
 def _finished_summary(trainer: Trainer, state: TrainState, workdir: str) -> dict[str, Any] | None:
@@ -270,13 +288,11 @@ def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
             for split, split_results in trainer.test(classifier, data, state, _final_splits(cfg, data)).items()
         }
         results["steps"] = int(state.step)
-        if runs.is_primary_process():
-            runs.write_json_atomically(os.path.join(workdir, runs.EVALUATION_FILE), results)
+        results = _write_results(os.path.join(workdir, runs.EVALUATION_FILE), results)
     finally:
         trainer.close()
         data.close()
-    test = results[SplitName.test.value]
-    logger.info("step %d: test accuracy %.4f, loss %.4f", results["steps"], test["accuracy"], test["loss"])
+    logger.info("%s", final_line(results))
     return results
 
 
@@ -318,15 +334,18 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig, workdir: str) -> Mapping[str, Any]:
-    """Validates ``cfg`` and dispatches on ``cfg.mode``."""
+    """Validates ``cfg`` and dispatches on ``cfg.mode``; training and
+    evaluation hold ``workdir``'s lock (one process per run directory)."""
     if OmegaConf.get_type(cfg) is not Config:
         cfg = cast(DictConfig, OmegaConf.merge(OmegaConf.structured(Config), cfg))  # built without Hydra: typed here
     validate(cfg)
     try:
-        if cfg.mode == Mode.fit:
-            return train_and_evaluate(cfg, workdir)
         if cfg.mode == Mode.describe:
             return describe(cfg)
-        return evaluate(cfg, workdir)
+        setup_hardware(cfg)  # first: the process index says who holds the lock
+        with run_lock.held(workdir, take=runs.is_primary_process()):
+            if cfg.mode == Mode.fit:
+                return train_and_evaluate(cfg, workdir)
+            return evaluate(cfg, workdir)
     finally:
         jax.clear_caches()  # the next job of a multirun in this process compiles afresh

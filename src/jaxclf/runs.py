@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import traceback
 from collections.abc import Mapping
@@ -124,22 +125,29 @@ def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Mo
     return model, {"params": state.params, **state.model_state}, cfg
 
 
-def load_teacher(
-    run_dir: str | None, num_classes: int, image_shape: list[int], hardware: Hardware | None = None
-) -> Teacher:
-    """The finished run in ``run_dir`` as a distillation teacher on ``hardware``'s
-    mesh, if it knows ``num_classes`` classes of ``image_shape`` images."""
+def load_teacher(run_dir: str | None, data: Mapping[str, Any], hardware: Hardware | None = None) -> Teacher:
+    """The finished run in ``run_dir`` as a distillation teacher on
+    ``hardware``'s mesh, if it was trained on the data described by ``data``
+    (the student's ``data`` config): the same dataset, classes, image shape
+    and normalisation."""
     if not run_dir or not os.path.isdir(run_dir):
         raise ConfigError(
             f"loss.teacher={run_dir!r} is not a run directory; give the directory of a finished jaxclf run"
         )
     model, variables, teacher_cfg = restore_model(run_dir, hardware)
-    if teacher_cfg.data.num_classes != num_classes or list(teacher_cfg.data.image_shape) != list(image_shape):
-        raise ConfigError(
-            f"loss.teacher={run_dir!r} was trained on {teacher_cfg.data.num_classes} classes of "
-            f"{list(teacher_cfg.data.image_shape)} images; this run needs {num_classes} classes of {list(image_shape)}"
-        )
+    saved = OmegaConf.to_container(teacher_cfg.data)
+    for key in ("name", "num_classes", "image_shape", "mean", "std"):
+        theirs, ours = saved[key], _plain(data[key])
+        if theirs != ours:
+            raise ConfigError(
+                f"loss.teacher={run_dir!r} was trained with data.{key}={theirs}; this run has data.{key}={ours} "
+                "(a teacher must see the student's dataset, classes, image shape and normalisation)"
+            )
     return Teacher(apply_fn=model.apply, variables=variables)
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
 
 
 def read_json(path: str) -> dict[str, Any] | None:
@@ -151,12 +159,26 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 
 def write_json_atomically(path: str, payload: Any) -> None:
-    """Writes to a temporary file, then renames: readers never see half a file."""
+    """Writes strict JSON to a temporary file, then renames: readers never see half a file."""
     temporary = f"{path}.tmp"
     with open(temporary, "w") as file:
-        json.dump(payload, file, indent=2)
+        json.dump(payload, file, indent=2, allow_nan=False)
         file.write("\n")
     os.replace(temporary, path)
+
+
+def without_non_finite(payload: Any, prefix: str = "") -> tuple[Any, list[str]]:
+    """``payload`` with each NaN or infinite number replaced by None (JSON
+    ``null``), and the dotted keys where that happened."""
+    if isinstance(payload, float) and not math.isfinite(payload):
+        return None, [prefix]
+    if isinstance(payload, dict):
+        cleaned, replaced = {}, []
+        for key, value in payload.items():
+            cleaned[key], found = without_non_finite(value, f"{prefix}.{key}" if prefix else str(key))
+            replaced += found
+        return cleaned, replaced
+    return payload, []
 
 
 def is_primary_process() -> bool:

@@ -56,6 +56,8 @@ class TrainerConfig:
     # A NaN or Inf in the loss or gradients: the update is never applied; then
     # stop the run or carry on.
     on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop
+    # With on_nonfinite=skip: stop once more than this fraction of the updates so far were skipped.
+    max_skipped_fraction: float = resumable(0.1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +201,8 @@ class Trainer:
                 )
                 if self.config.on_nonfinite == NonFinitePolicy.stop:
                     self._stop_if_nonfinite(step, np.asarray(finite))
+                else:
+                    self._stop_if_skipping_too_many(int(state.skipped_steps), step + num_steps)
                 step += num_steps
                 self._emit("on_train_steps_end", state, step)
                 received = preemption.received_by_any_process()
@@ -235,6 +239,15 @@ class Trainer:
         raise NonFiniteError(
             f"non-finite loss or gradients at step {bad_step} (the update was not applied); last good checkpoint: "
             f"{last_good}; lower optim.learning_rate, set optim.grad_clip_norm, or set trainer.on_nonfinite=skip"
+        )
+
+    def _stop_if_skipping_too_many(self, skipped: int, steps: int) -> None:
+        if skipped <= self.config.max_skipped_fraction * steps:
+            return
+        raise NonFiniteError(
+            f"{skipped} of the first {steps} updates were skipped for non-finite loss or gradients, more than "
+            f"trainer.max_skipped_fraction={self.config.max_skipped_fraction}; lower optim.learning_rate or set "
+            "optim.grad_clip_norm"
         )
 
     def _save_and_stop(self, state: TrainState, signal_received: signal.Signals) -> None:
