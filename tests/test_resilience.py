@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -402,3 +403,54 @@ def test_early_stopping_tests_the_best_checkpoint_and_survives_a_resume(tmp_path
         launch_in_process(f"hydra.run.dir={tmp_path / 'whole'}", f"data.data_dir={data_dir}", *EARLY_STOPPING)[0] == 0
     )
     assert (tmp_path / "whole" / "summary.json").read_bytes() == summary
+
+
+def test_a_second_launch_into_a_run_in_use_stops_at_once_touching_nothing(tmp_path, data_dir):
+    command = _launch_command(tmp_path, data_dir, "trainer.max_steps=100000", "callbacks.checkpoint.every_steps=50")
+    first = _start_and_wait_for_a_checkpoint(command, tmp_path)
+    try:
+        before = {path: (tmp_path / path).read_bytes() for path in (".hydra/config.yaml", ".hydra/overrides.yaml")}
+        second = subprocess.run(
+            [*command, "seed=1"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [
+            f"jaxclf: error: {tmp_path} is in use by process {first.pid} on {socket.gethostname()} since "
+            + re.search(r"since (\S+);", second.stderr).group(1)
+            + "; wait for that run to end, or choose another hydra.run.dir"
+        ]
+        assert {path: (tmp_path / path).read_bytes() for path in before} == before
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+
+
+def test_default_run_directories_differ_within_a_second(compose):
+    cfg = compose(return_hydra_config=True)
+    assert re.fullmatch(r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}", cfg.hydra.run.dir)
+    assert re.fullmatch(r"multirun/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}", cfg.hydra.sweep.dir)
+
+
+@pytest.mark.slow  # two sweeps of two jobs, ~50 s
+def test_a_sweep_relaunched_with_more_steps_continues_its_jobs(tmp_path, data_dir):
+    sweep = [
+        sys.executable,
+        str(ROOT / "launch.py"),
+        "-m",
+        f"hydra.sweep.dir={tmp_path}",
+        f"data.data_dir={data_dir}",
+        "seed=0,1",
+        *TINY,
+    ]
+    first = subprocess.run(sweep, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    longer = subprocess.run(
+        [*sweep, "trainer.max_steps=80"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_dir()) == ["0_seed=0", "1_seed=1"]
+    for job in ("0_seed=0", "1_seed=1"):
+        assert json.loads((tmp_path / job / "summary.json").read_text())["steps"] == 80
+        assert "Resuming from the checkpoint of step 60" in (tmp_path / job / "launch.log").read_text()
