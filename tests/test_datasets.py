@@ -179,3 +179,26 @@ def test_an_image_shape_that_does_not_match_the_dataset_is_a_config_error(compos
         ConfigError, match=re.escape("data.image_shape=[28, 28, 3] does not match the dataset's images [32, 32, 3]")
     ):
         _mock_splits(compose, "cifar10", "data.image_shape=[28,28,3]")
+
+
+def test_parallel_preparations_of_one_dataset_wait_for_each_other(tmp_path):
+    """Three processes prepare the digits into one fresh directory at once (a
+    joblib sweep on a fresh machine); a killed preparation's folder is cleaned up."""
+    import subprocess
+    import sys
+
+    stale = tmp_path / "digits" / "classes" / "incomplete.KILLED_1.0.0"
+    stale.mkdir(parents=True)
+    prepare = (
+        "import sys; from jaxclf.data.source import open_builder; "
+        "open_builder('digits/classes', data_dir=sys.argv[1], manual_dir=None, builder_module='jaxclf.data.digits')"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", prepare, str(tmp_path)], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-2000:]
+    assert not stale.exists()
+    assert sorted(path.name for path in (tmp_path / "digits" / "classes").iterdir()) == [".prepare.lock", "1.0.0"]

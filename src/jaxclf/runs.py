@@ -22,7 +22,7 @@ import math
 import os
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -135,7 +135,7 @@ def load_teacher(run_dir: str | None, data: Mapping[str, Any], hardware: Hardwar
             f"loss.teacher={run_dir!r} is not a run directory; give the directory of a finished jaxclf run"
         )
     model, variables, teacher_cfg = restore_model(run_dir, hardware)
-    saved = OmegaConf.to_container(teacher_cfg.data)
+    saved = cast(dict[str, Any], OmegaConf.to_container(teacher_cfg.data))
     for key in ("name", "num_classes", "image_shape", "mean", "std"):
         theirs, ours = saved[key], _plain(data[key])
         if theirs != ours:

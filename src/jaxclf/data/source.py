@@ -10,9 +10,12 @@ nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from jaxclf.errors import ConfigError
@@ -21,7 +24,11 @@ Source = Sequence[dict[str, Any]]  # random access: len(), source[i]
 
 
 def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, builder_module: str | None):
-    """The prepared TFDS builder of ``name``, or a ``ConfigError`` saying how to prepare it."""
+    """The prepared TFDS builder of ``name``, or a ``ConfigError`` saying how to prepare it.
+
+    Preparation holds a lock beside the dataset, so parallel jobs (a joblib
+    sweep on a fresh machine) wait for one preparation and then read it; the
+    ``incomplete.*`` folders of a preparation that was killed are removed."""
     import tensorflow_datasets as tfds
 
     if builder_module is not None:
@@ -30,18 +37,36 @@ def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, bui
         builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:
         raise ConfigError(f"data.name={name!r} is not a TFDS dataset (see tfds.list_builders())") from None
-    if builder.is_prepared():
-        return builder
-    if builder_module is not None:  # generated from data that ships with an installed package
-        builder.download_and_prepare(file_format="array_record")
-    elif builder.MANUAL_DOWNLOAD_INSTRUCTIONS and manual_dir is not None:
-        if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
-            raise ConfigError(
-                f"data.manual_dir={manual_dir} is empty or missing; put {name}'s downloaded archives there"
-            )
-        config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-        builder.download_and_prepare(file_format="array_record", download_config=config)
+    manual = bool(builder.MANUAL_DOWNLOAD_INSTRUCTIONS) and manual_dir is not None
+    if builder.is_prepared() or not (builder_module is not None or manual):
+        return builder  # prepared, or nothing here can prepare it (open_source says how)
+    if manual_dir is not None and manual and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
+        raise ConfigError(f"data.manual_dir={manual_dir} is empty or missing; put {name}'s downloaded archives there")
+    with _preparation_lock(builder):
+        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")  # prepared while we waited?
+        if not builder.is_prepared():
+            _remove_incomplete(builder)
+            download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual else None
+            builder.download_and_prepare(file_format="array_record", download_config=download_config)
     return builder
+
+
+@contextlib.contextmanager
+def _preparation_lock(builder) -> Iterator[None]:
+    """An exclusive lock on preparing ``builder``'s dataset (waits for another process's)."""
+    directory = os.path.dirname(builder.data_dir)  # <data_dir>/<name>[/<config>], above the version
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ".prepare.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
+
+
+def _remove_incomplete(builder) -> None:
+    """Folders a killed preparation left behind (only the lock holder prepares)."""
+    directory = os.path.dirname(builder.data_dir)
+    for name in os.listdir(directory):
+        if name.startswith("incomplete."):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def not_prepared_error(builder, name: str) -> ConfigError:
