@@ -454,3 +454,40 @@ def test_a_sweep_relaunched_with_more_steps_continues_its_jobs(tmp_path, data_di
     for job in ("0_seed=0", "1_seed=1"):
         assert json.loads((tmp_path / job / "summary.json").read_text())["steps"] == 80
         assert "Resuming from the checkpoint of step 60" in (tmp_path / job / "launch.log").read_text()
+
+
+def test_a_truncated_summary_of_a_finished_run_is_written_again(tmp_path, finished_run, data_dir, caplog):
+    caplog.set_level(logging.INFO)
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    original = json.loads((finished_run / "summary.json").read_text())
+    (run_dir / "summary.json").write_text((finished_run / "summary.json").read_text()[:100])
+    code, stderr = launch_in_process(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY)
+    assert code == 0, stderr
+    assert "summary.json is damaged" in caplog.text
+    rewritten = json.loads((run_dir / "summary.json").read_text())
+    assert rewritten["steps"] == 60 and rewritten["test"] == original["test"]  # the same state, tested again
+
+
+def _damage_latest_meta(run_dir: Path) -> None:
+    (run_dir / "checkpoints" / "60" / "meta" / "metadata").write_text('{"config": ')
+
+
+def test_a_damaged_meta_falls_back_in_evaluate_and_for_a_teacher(tmp_path, finished_run, data_dir, caplog):
+    from jaxclf.runs import load_teacher, read_config
+
+    caplog.set_level(logging.INFO)
+    teacher = tmp_path / "teacher"
+    shutil.copytree(finished_run, teacher)
+    _damage_latest_meta(teacher)
+    before = digest(teacher)
+    load_teacher(str(teacher), read_config(str(finished_run))["data"])  # step 40's model
+    assert digest(teacher) == before  # a teacher is only read
+    assert "The checkpoint of step 60 is unreadable" in caplog.text and "left it in place" in caplog.text
+
+    evaluated = tmp_path / "evaluated"
+    shutil.copytree(finished_run, evaluated)
+    _damage_latest_meta(evaluated)
+    code, stderr = launch_in_process(f"hydra.run.dir={evaluated}", f"data.data_dir={data_dir}", "mode=evaluate")
+    assert code == 0, stderr
+    assert json.loads((evaluated / "evaluation.json").read_text())["steps"] == 40

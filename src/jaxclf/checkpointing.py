@@ -48,6 +48,7 @@ class CheckpointStore:
     ):
         self.directory = os.path.abspath(directory)
         self.retention = retention
+        self.read_only = read_only
         self.quarantine_directory = quarantine or f"{self.directory}_quarantine"
         policies: list[Any] = [checkpoint_managers.LatestN(n=retention.latest)] if retention.latest else []
         if retention.best:
@@ -104,6 +105,15 @@ class CheckpointStore:
     def restore_meta(self, step: int) -> dict[str, Any]:
         return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
+    def latest_good_meta(self) -> tuple[int, dict[str, Any]] | None:
+        """The newest checkpoint whose meta reads back, as ``(step, meta)``; None if none does."""
+        for step in reversed(self.steps()):
+            try:
+                return step, self.restore_meta(step)
+            except Exception as error:  # noqa: BLE001 (orbax raises many types for damaged files)
+                self._set_aside(step, error)
+        return None
+
     def restore_latest_good(
         self, abstract_state: Any, check_meta: Callable[[Mapping[str, Any]], None] = lambda meta: None
     ) -> tuple[Any, dict[str, Any]] | None:
@@ -111,7 +121,8 @@ class CheckpointStore:
 
         ``check_meta`` sees each checkpoint's meta before its arrays are read
         (and may raise, e.g. for another run's config). Each newer checkpoint
-        that fails to read is reported and moved aside."""
+        that fails to read is reported and moved aside (left in place by a
+        read-only store)."""
         for step in reversed(self.steps()):
             try:
                 meta = self.restore_meta(step)
@@ -130,10 +141,10 @@ class CheckpointStore:
             logger.info("The checkpoint of step %d was removed while being read; trying the one before it", step)
             self._manager.reload()
             return
-        where = self.quarantine(step)
+        where = "left it in place (read only)" if self.read_only else f"moved it to {self.quarantine(step)}"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         logger.warning(
-            "The checkpoint of step %d is unreadable (%s: %s); moved it to %s and trying the one before it",
+            "The checkpoint of step %d is unreadable (%s: %s); %s and trying the one before it",
             step,
             type(error).__name__,
             first_line,

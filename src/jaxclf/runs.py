@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import traceback
@@ -34,6 +35,8 @@ from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware, make_mesh
 from jaxclf.objectives import Teacher
 from jaxclf.train_state import abstract_train_state
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 QUARANTINE_DIR = "corrupt_checkpoints"
@@ -96,10 +99,12 @@ def read_config(run_dir: str) -> dict[str, Any]:
         raise ConfigError(f"{run_dir} is not a jaxclf run directory (it has no {CHECKPOINT_DIR}/)")
     store = checkpoint_store(run_dir, read_only=True)
     try:
-        step = store.latest_step()
-        if step is None:
+        if store.latest_step() is None:
             raise ConfigError(f"{run_dir} holds no checkpoint; train first (mode=fit)")
-        return store.restore_meta(step)["config"]
+        latest = store.latest_good_meta()
+        if latest is None:
+            raise ConfigError(f"no checkpoint in {run_dir} reads back; the run cannot be restored (train it again)")
+        return latest[1]["config"]
     finally:
         store.close()
 
@@ -116,10 +121,10 @@ def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Mo
     abstract = hardware.placed(abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape)))
     store = checkpoint_store(run_dir, read_only=True)
     try:
-        step = store.latest_step()
-        if step is None:
-            raise ConfigError(f"{run_dir} holds no checkpoint; train first (mode=fit)")
-        state, _ = store.restore(abstract, step)
+        restored = store.restore_latest_good(abstract)  # read_config found one whose meta reads back
+        if restored is None:
+            raise ConfigError(f"no checkpoint in {run_dir} reads back; the run cannot be restored (train it again)")
+        state = restored[0]
     finally:
         store.close()
     return model, {"params": state.params, **state.model_state}, cfg
@@ -151,11 +156,16 @@ def _plain(value: Any) -> Any:
 
 
 def read_json(path: str) -> dict[str, Any] | None:
-    """A JSON file's content, or None when it does not exist."""
+    """A JSON file's content, or None when it does not exist or is damaged
+    (a truncated write; a warning names it)."""
     if not os.path.exists(path):
         return None
-    with open(path) as file:
-        return json.load(file)
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (ValueError, UnicodeDecodeError) as error:
+        logger.warning("%s is damaged (%s); treating it as absent", path, error)
+        return None
 
 
 def write_json_atomically(path: str, payload: Any) -> None:
