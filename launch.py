@@ -7,8 +7,10 @@ SIGINT, a non-finite loss) with one line and its own exit code. In a
 multirun, a job that fails writes ``failure.json`` and the sweep goes on.
 """
 
+import logging
 import os
 import sys
+import threading
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import jaxclf.config  # noqa: F401  (registers the config schema with Hydra)
-from jaxclf.errors import ConfigError, Preempted, RunStopped
+from jaxclf.errors import ConfigError, Preempted, RunStopped, StorageError
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -25,6 +27,8 @@ def main(cfg: DictConfig) -> float | None:
     from jaxclf.runs import record_failure
 
     hydra_config = HydraConfig.get()
+    if os.environ.get("HYDRA_FULL_ERROR") != "1":
+        _quiet_background_tracebacks()
     try:
         results = run(cfg, hydra_config.runtime.output_dir)
     except Exception as error:
@@ -40,8 +44,28 @@ def main(cfg: DictConfig) -> float | None:
             raise
         if not expected or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        sys.exit(2 if isinstance(error, ConfigError) else error.exit_code)
+        code = 2 if isinstance(error, ConfigError) else error.exit_code
+        if isinstance(error, StorageError):
+            logging.shutdown()
+            os._exit(code)  # orbax's threads of the failed save wait 300 s for signals that never come
+        sys.exit(code)
     return results.get("validation", {}).get("accuracy")  # the objective Hydra sweepers optimise
+
+
+def _quiet_background_tracebacks() -> None:
+    """Background threads' tracebacks (orbax's, when a save fails) at DEBUG
+    only: the main thread reports the failure in one line."""
+
+    def log_thread_error(args: threading.ExceptHookArgs) -> None:
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+        logging.getLogger("jaxclf").debug("thread %s failed", args.thread, exc_info=exc_info)  # type: ignore[arg-type]
+
+    def without_traceback(record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+    threading.excepthook = log_thread_error
+    logging.getLogger("absl").addFilter(without_traceback)
 
 
 if __name__ == "__main__":

@@ -491,3 +491,32 @@ def test_a_damaged_meta_falls_back_in_evaluate_and_for_a_teacher(tmp_path, finis
     code, stderr = launch_in_process(f"hydra.run.dir={evaluated}", f"data.data_dir={data_dir}", "mode=evaluate")
     assert code == 0, stderr
     assert json.loads((evaluated / "evaluation.json").read_text())["steps"] == 40
+
+
+def test_a_failed_save_ends_the_run_in_one_line_and_a_rerun_resumes(tmp_path, data_dir):
+    command = _launch_command(tmp_path, data_dir, "trainer.max_steps=100000", "callbacks.checkpoint.every_steps=50")
+    process = _start_and_wait_for_a_checkpoint(command, tmp_path)
+    saved = checkpoint_steps(tmp_path)
+    (tmp_path / "checkpoints").rename(tmp_path / "checkpoints.aside")
+    (tmp_path / "checkpoints").write_text("a file in the way of the next save")
+    _, stderr = process.communicate(timeout=60)  # seconds, not orbax's 300 s wait
+    assert process.returncode == 4, stderr[-3000:]
+    assert "Traceback" not in stderr
+    [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
+    assert f"saving a checkpoint in {tmp_path / 'checkpoints'} failed (NotADirectoryError" in message
+    assert "fix the cause and run the same command to resume" in message
+
+    (tmp_path / "checkpoints").unlink()  # the fault fixed
+    (tmp_path / "checkpoints.aside").rename(tmp_path / "checkpoints")
+    rerun = subprocess.run(
+        [*command[:-2], f"trainer.max_steps={max(saved) + 10}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"Resuming from the checkpoint of step {max(checkpoint_steps(tmp_path)[:-1])}" in rerun.stdout
+
+
+def test_a_file_in_place_of_checkpoints_is_refused_before_training(tmp_path, data_dir):
+    (tmp_path / "checkpoints").write_text("not a directory")
+    code, stderr = launch_in_process(f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY)
+    assert code == 2
+    assert f"{tmp_path / 'checkpoints'} is not a directory; move it away or choose another hydra.run.dir" in stderr

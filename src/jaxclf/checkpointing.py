@@ -8,17 +8,20 @@ is a ``Retention`` (the latest N, the best N by a saved metric).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
+
+from jaxclf.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class CheckpointStore:
         self.directory = os.path.abspath(directory)
         self.retention = retention
         self.read_only = read_only
+        self.failed = False  # a save failed: nothing more is written or waited for
         self.quarantine_directory = quarantine or f"{self.directory}_quarantine"
         policies: list[Any] = [checkpoint_managers.LatestN(n=retention.latest)] if retention.latest else []
         if retention.best:
@@ -92,7 +96,28 @@ class CheckpointStore:
         if self.retention.best:
             never_best = -math.inf if self.retention.mode == "max" else math.inf
             metrics = {"value": float(never_best if metric is None else metric)}
-        return self._manager.save(step, args=args, metrics=metrics, force=True)
+        with self._reporting_failures():
+            return self._manager.save(step, args=args, metrics=metrics, force=True)
+
+    @contextlib.contextmanager
+    def _reporting_failures(self) -> Iterator[None]:
+        """A failed save (here or in orbax's background threads) becomes one ``StorageError`` line."""
+        if self.failed:
+            raise StorageError(f"an earlier save in {self.directory} failed")
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001 (orbax re-raises its threads' errors of any type)
+            self.failed = True
+            cause = error
+            while cause.__cause__ is not None or cause.__context__ is not None:  # the OS error at the root
+                cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+            first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+            latest = self._manager.latest_step()
+            raise StorageError(
+                f"saving a checkpoint in {self.directory} failed ({type(cause).__name__}: {first_line}); "
+                f"the committed checkpoints are intact (latest: {latest if latest is not None else 'none'}); "
+                "fix the cause and run the same command to resume"
+            ) from None
 
     def restore(self, abstract_state: Any, step: int) -> tuple[Any, dict[str, Any]]:
         """The state of ``step`` (into the structure, shapes and shardings of
@@ -167,10 +192,14 @@ class CheckpointStore:
         return target
 
     def wait_until_finished(self) -> None:
-        self._manager.wait_until_finished()
+        if self.failed:
+            return  # orbax's threads of the failed save never finish
+        with self._reporting_failures():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.close()
+        if not self.failed:
+            self._manager.close()
 
 
 def _metric_value(metrics: Mapping[str, float]) -> float:

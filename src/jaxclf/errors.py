@@ -25,3 +25,10 @@ class NonFiniteError(RunStopped):
     """A NaN or Inf in the loss or gradients with ``trainer.on_nonfinite=stop``."""
 
     exit_code = 3
+
+
+class StorageError(RunStopped):
+    """A checkpoint could not be written (disk full, permissions, a file in
+    the way); every checkpoint committed before it is intact."""
+
+    exit_code = 4

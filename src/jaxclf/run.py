@@ -342,6 +342,7 @@ def run(cfg: DictConfig, workdir: str) -> Mapping[str, Any]:
     try:
         if cfg.mode == Mode.describe:
             return describe(cfg)
+        runs.check_writable(workdir)
         setup_hardware(cfg)  # first: the process index says who holds the lock
         with run_lock.held(workdir, take=runs.is_primary_process()):
             if cfg.mode == Mode.fit:

@@ -93,6 +93,17 @@ def checkpoint_store(run_dir: str, retention: Retention = Retention(), read_only
     )
 
 
+def check_writable(run_dir: str) -> None:
+    """Raises a ``ConfigError`` unless the run directory and its ``checkpoints/``
+    (where they exist) are directories this process can write: checked before
+    training, as a save that fails late would cost the run."""
+    for path in (run_dir, os.path.join(run_dir, CHECKPOINT_DIR)):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"{path} is not a directory; move it away or choose another hydra.run.dir")
+        if os.path.isdir(path) and not os.access(path, os.W_OK):
+            raise ConfigError(f"{path} is not writable; make it writable or choose another hydra.run.dir")
+
+
 def read_config(run_dir: str) -> dict[str, Any]:
     """The resolved config saved in the latest checkpoint of the run in ``run_dir``."""
     if not os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR)):
