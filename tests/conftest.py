@@ -139,13 +139,36 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
 
 
 class SignalAtStep(Callback):
-    """Sends ``signal_number`` to this process once training reaches ``step``:
-    preemption, deterministically (``+callbacks.NAME._target_=conftest.SignalAtStep``)."""
+    """Sends ``signal_number`` to this process at a chosen moment of a run:
+    preemption or a kill, deterministically
+    (``+callbacks.NAME._target_=conftest.SignalAtStep``). ``phase``:
 
-    def __init__(self, step: int, signal_number: int):
-        self.step, self.signal_number, self.sent = step, signal_number, False
+    - ``step``: once training reaches ``step``;
+    - ``after_save``: right after the checkpoint of ``step`` is issued (its
+      write still in flight: this callback runs after the checkpoint one);
+    - ``fit_end``: when training ends, before the final evaluation;
+    - ``test_end``: after the final evaluation, before ``summary.json``."""
 
-    def on_train_steps_end(self, trainer, state, step):
-        if step >= self.step and not self.sent:
+    order = 2  # after the checkpoint callback (1)
+
+    def __init__(self, step: int = 0, signal_number: int = signal.SIGTERM, phase: str = "step"):
+        self.step, self.signal_number, self.phase, self.sent = step, signal_number, phase, False
+
+    def _send(self) -> None:
+        if not self.sent:
             self.sent = True
             signal.raise_signal(self.signal_number)
+
+    def on_train_steps_end(self, trainer, state, step):
+        if (self.phase == "step" and step >= self.step) or (
+            self.phase == "after_save" and step == self.step and step in trainer.checkpoints.steps()
+        ):
+            self._send()
+
+    def on_fit_end(self, trainer, state):
+        if self.phase == "fit_end":
+            self._send()
+
+    def on_test_end(self, trainer, state, results):
+        if self.phase == "test_end":
+            self._send()

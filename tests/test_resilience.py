@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import random
+import os
 import re
 import shutil
 import signal
@@ -60,41 +60,60 @@ def _start_and_wait_for_a_checkpoint(command: list[str], run_dir: Path) -> subpr
     )
 
 
-@pytest.mark.slow
-def test_a_run_killed_at_a_random_step_resumes_bitwise_identically(tmp_path, data_dir):
-    """SIGKILL at a random moment after the first checkpoint, the same command
-    again: the final parameters equal an uninterrupted run's, bit for bit."""
-    overrides = (
-        "trainer.max_steps=700",
-        "callbacks.checkpoint.every_steps=100",
-        "callbacks.evaluation.every_steps=500",
-        "callbacks.tensorboard.every_steps=50",
-        "loss.label_smoothing=0.1",
-        "loss.mixup_alpha=0.2",  # randomness in every step
-        "model.dropout_rate=0.1",
-    )
-    uninterrupted = subprocess.run(
-        _launch_command(tmp_path / "whole", data_dir, *overrides), cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
+# Randomness in every step, so that a resumed run that replayed anything differently would show.
+RANDOM_STEPS = (
+    "trainer.max_steps=100",
+    "callbacks.checkpoint.every_steps=40",
+    "callbacks.evaluation.every_steps=50",
+    "callbacks.tensorboard.every_steps=20",
+    "loss.label_smoothing=0.1",
+    "loss.mixup_alpha=0.2",
+    "model.dropout_rate=0.1",
+)
+KILLS = {  # phase of the run -> the SignalAtStep that kills it there
+    "before the first checkpoint": ("step", 20),
+    "during a save": ("after_save", 40),
+    "between two saves": ("step", 60),
+    "as the final evaluation starts": ("fit_end", 0),
+    "between the final evaluation and summary.json": ("test_end", 0),
+}
 
-    command = _launch_command(tmp_path / "killed", data_dir, *overrides)
-    process = _start_and_wait_for_a_checkpoint(command, tmp_path / "killed")
-    time.sleep(random.uniform(0.0, 1.5))
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    killed_at = max(checkpoint_steps(tmp_path / "killed"))
-    assert 100 <= killed_at < 700 and not (tmp_path / "killed" / "summary.json").exists()
 
-    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"Resuming from the checkpoint of step {killed_at}" in resumed.stdout + resumed.stderr
-    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["steps"] == 700
-    for whole, killed in zip(_final_params(tmp_path / "whole"), _final_params(tmp_path / "killed"), strict=True):
-        np.testing.assert_array_equal(whole, killed)
-    whole_summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
-    killed_summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
-    assert whole_summary["test"] == killed_summary["test"]
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = subprocess.run(
+        _launch_command(run_dir, data_dir, *RANDOM_STEPS), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow  # a killed launch and a rerun per phase, ~20 s each
+@pytest.mark.parametrize("phase", KILLS)
+def test_a_run_killed_at_any_phase_resumes_bitwise_identically(tmp_path, data_dir, uninterrupted, phase):
+    kind, step = KILLS[phase]
+    kill = (
+        "+callbacks.kill._target_=conftest.SignalAtStep",
+        f"+callbacks.kill.phase={kind}",
+        f"+callbacks.kill.step={step}",
+        f"+callbacks.kill.signal_number={int(signal.SIGKILL)}",
+    )
+    command = _launch_command(tmp_path, data_dir, *RANDOM_STEPS)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
+    }
+    killed = subprocess.run([*command, *kill], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (tmp_path / "summary.json").exists()
+
+    code, stderr = launch_in_process(*command[2:])  # the same command again
+    assert code == 0, stderr
+    for whole, resumed in zip(_final_params(uninterrupted), _final_params(tmp_path), strict=True):
+        np.testing.assert_array_equal(whole, resumed)
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (uninterrupted, tmp_path)]
+    assert summaries[0]["test"] == summaries[1]["test"]
 
 
 def test_sigterm_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir, caplog):
