@@ -257,3 +257,23 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
     new_state, outputs = jax.jit(train_step)(state, batch, objective)
     assert np.isfinite(float(outputs["loss"]))
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(new_state.params))
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 10])
+def test_the_train_step_compiles_once_per_program_shape(compose, data_dir, tmp_path, steps_per_call):
+    trainer, classifier, data = _build(
+        compose,
+        data_dir,
+        tmp_path,
+        "trainer.max_steps=60",
+        f"trainer.steps_per_call={steps_per_call}",
+        "callbacks.evaluation.every_steps=20",
+        "callbacks.tensorboard.every_steps=20",  # metrics are taken and reset between calls
+        "callbacks.checkpoint.every_steps=30",
+    )
+    trainer.fit(classifier, data)
+    train_steps = trainer._compiled.train_steps
+    trainer.close()
+    data.close()
+    # Every call has the same shapes (20, 30 and 60 cut no call short): one program.
+    assert train_steps._cache_size() == 1

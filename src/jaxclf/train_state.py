@@ -181,7 +181,7 @@ def train_steps(
             loss=outputs["loss"],
             correct=outputs["correct"],
             learning_rate=current_learning_rate(state.opt_state),
-            skipped_steps=state.skipped_steps,
+            skipped_steps=state.skipped_steps.astype(jnp.float32),  # as TrainMetrics.empty(): no second compile
             finite=outputs["finite"],
         )
     )
