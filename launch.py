@@ -53,8 +53,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def _quiet_background_tracebacks() -> None:
-    """Background threads' tracebacks (orbax's, when a save fails) at DEBUG
-    only: the main thread reports the failure in one line."""
+    """Background threads' tracebacks (orbax's and tensorstore's, when a save
+    fails) at DEBUG only: the main thread reports the failure in one line."""
 
     def log_thread_error(args: threading.ExceptHookArgs) -> None:
         exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
@@ -64,7 +64,15 @@ def _quiet_background_tracebacks() -> None:
         record.exc_info, record.exc_text = None, None
         return True
 
+    def excepthook(*exc_info) -> None:  # errors that native threads (tensorstore's) print
+        if threading.current_thread() is threading.main_thread():
+            original_excepthook(*exc_info)
+        else:
+            logging.getLogger("jaxclf").debug("a background thread failed", exc_info=exc_info)
+
+    original_excepthook = sys.excepthook
     threading.excepthook = log_thread_error
+    sys.excepthook = excepthook
     logging.getLogger("absl").addFilter(without_traceback)
 
 

@@ -539,3 +539,59 @@ def test_a_file_in_place_of_checkpoints_is_refused_before_training(tmp_path, dat
     code, stderr = launch_in_process(f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY)
     assert code == 2
     assert f"{tmp_path / 'checkpoints'} is not a directory; move it away or choose another hydra.run.dir" in stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2.5 MB tmpfs: room for two of the default model's checkpoints (root only)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2500k", "tmpfs", str(mount_point)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.mark.slow  # two launches, ~30 s
+def test_a_full_disk_ends_the_run_in_one_line_keeping_every_checkpoint(small_disk, data_dir):
+    run_dir = small_disk / "run"
+    command = _launch_command(run_dir, data_dir, "trainer.max_steps=100000", "callbacks.checkpoint.every_steps=20")
+    full = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 4, full.stderr[-3000:]
+    assert "Traceback" not in full.stderr and "Logging error" not in full.stderr
+    [message] = [line for line in full.stderr.splitlines() if line.startswith("jaxclf: stopped:")]
+    assert f"saving a checkpoint in {run_dir / 'checkpoints'} failed" in message and "RESOURCE_EXHAUSTED" in message
+    committed = checkpoint_steps(run_dir)
+    before = digest(run_dir / "checkpoints" / str(committed[-1]))
+
+    subprocess.run(["mount", "-o", "remount,size=50m", str(small_disk)], check=True)  # space freed
+    longer = [*command[:-2], f"trainer.max_steps={committed[-1] + 20}"]
+    resumed = subprocess.run(longer, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Resuming from the checkpoint of step {committed[-1]}" in resumed.stdout
+    assert digest(run_dir / "checkpoints" / str(committed[-1])) == before
+
+
+def test_a_checkpoint_deleted_while_being_read_is_not_damage(tmp_path, caplog):
+    """A checkpoint that another store's retention deletes after this one
+    listed it is no reason to set anything aside."""
+    from jaxclf.checkpointing import CheckpointStore
+
+    caplog.set_level(logging.INFO)
+    store = CheckpointStore(str(tmp_path / "checkpoints"))
+    for step in (1, 2):
+        store.save(step, {"w": np.full(3, step, np.float32)}, {"step": step})
+    store.wait_until_finished()
+    reader = CheckpointStore(str(tmp_path / "checkpoints"))
+    shutil.rmtree(tmp_path / "checkpoints" / "2")  # gone after the reader listed it
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = {"w": jax.ShapeDtypeStruct((3,), np.float32, sharding=sharding)}
+    state, meta = reader.restore_latest_good(abstract)
+    assert meta == {"step": 1} and np.array_equal(state["w"], np.ones(3))
+    assert not (tmp_path / "checkpoints_quarantine").exists()
+    assert "The checkpoint of step 2 was removed while being read" in caplog.text
+    store.close()
+    reader.close()
