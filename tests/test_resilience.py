@@ -595,3 +595,33 @@ def test_a_checkpoint_deleted_while_being_read_is_not_damage(tmp_path, caplog):
     assert "The checkpoint of step 2 was removed while being read" in caplog.text
     store.close()
     reader.close()
+
+
+@pytest.fixture
+def read_only_run(tmp_path, finished_run):
+    """A copy of the finished run behind a read-only bind mount (root only: EROFS binds root too)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root (root ignores file permissions)")
+    copy, view = tmp_path / "copy", tmp_path / "read_only"
+    shutil.copytree(finished_run, copy)
+    view.mkdir()
+    if subprocess.run(["mount", "--bind", str(copy), str(view)], check=False).returncode != 0:
+        pytest.skip("this machine does not allow bind mounts")
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=True)
+    yield view
+    subprocess.run(["umount", str(view)], check=False)
+
+
+def test_a_read_only_finished_run_can_be_evaluated_and_teach(read_only_run, finished_run, tmp_path, data_dir):
+    from jaxclf.runs import load_teacher, read_config
+
+    with pytest.raises(OSError, match="Read-only file system"):
+        (read_only_run / "probe").write_text("")
+    elsewhere = tmp_path / "evaluation"
+    evaluate = ("mode=evaluate", f"evaluation.run_dir={read_only_run}")
+    code, stderr = launch_in_process(f"hydra.run.dir={elsewhere}", f"data.data_dir={data_dir}", *evaluate)
+    assert code == 0, stderr
+    evaluation = json.loads((elsewhere / "evaluation.json").read_text())
+    assert evaluation["steps"] == 60
+    assert evaluation["test"] == json.loads((finished_run / "summary.json").read_text())["test"]
+    load_teacher(str(read_only_run), read_config(str(finished_run))["data"])

@@ -38,6 +38,9 @@ class EvaluationConfig:
     # The train split is scored without augmentation on its first this many
     # examples (0 leaves it out): the overfitting gap in summary.json.
     train_examples: int = resumable(10000)
+    # mode=evaluate: the run to re-test (null: this run directory). It is only
+    # read, so a finished run on read-only storage can be evaluated from elsewhere.
+    run_dir: str | None = resumable(None)
 
 
 class EvalResults(Mapping[str, float]):

@@ -274,15 +274,17 @@ def _tested_state(trainer: Trainer, classifier: Classifier, state: TrainState) -
 
 
 def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
-    """Re-tests the latest checkpoint in ``workdir`` on ``evaluation.splits``
-    and writes ``evaluation.json``."""
+    """Re-tests the latest checkpoint of the run in ``evaluation.run_dir``
+    (default: ``workdir``), which is only read, on ``evaluation.splits``, and
+    writes ``evaluation.json`` to ``workdir``."""
     hardware = setup_hardware(cfg)  # first: reading the run's checkpoints starts JAX
-    run_cfg = _evaluated_run_config(cfg, workdir)
+    run_dir = cfg.evaluation.run_dir or workdir
+    run_cfg = _evaluated_run_config(cfg, run_dir)
     classifier = build_classifier(run_cfg, hardware)
     data = build_data(run_cfg, hardware, train=False)
     trainer = Trainer(TrainerConfig(), hardware, build_callbacks(cfg), workdir)
     try:
-        state = trainer.restore(classifier)
+        state = runs.restore_state(run_dir, hardware.placed(classifier.abstract_state()))
         results: dict[str, Any] = {
             split: dict(split_results)
             for split, split_results in trainer.test(classifier, data, state, _final_splits(cfg, data)).items()

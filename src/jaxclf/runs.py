@@ -120,6 +120,21 @@ def read_config(run_dir: str) -> dict[str, Any]:
         store.close()
 
 
+def restore_state(run_dir: str, abstract_state: Any) -> Any:
+    """The state of the latest readable checkpoint in ``run_dir``, into
+    ``abstract_state``'s structure and shardings; the run is only read."""
+    store = checkpoint_store(run_dir, read_only=True)
+    try:
+        if store.latest_step() is None:
+            raise ConfigError(f"{run_dir} holds no checkpoint; train first (mode=fit)")
+        restored = store.restore_latest_good(abstract_state)
+        if restored is None:
+            raise ConfigError(f"no checkpoint in {run_dir} reads back; the run cannot be restored (train it again)")
+        return restored[0]
+    finally:
+        store.close()
+
+
 def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Module, dict[str, Any], DictConfig]:
     """The model of the latest checkpoint in ``run_dir``: ``(module, variables, run config)``,
     on ``hardware``'s mesh (default: the first device), whatever mesh saved it.
@@ -130,14 +145,7 @@ def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Mo
     model = instantiate(cfg.model)
     hardware = hardware or Hardware(make_mesh(jax.devices()[:1], fsdp=1))
     abstract = hardware.placed(abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape)))
-    store = checkpoint_store(run_dir, read_only=True)
-    try:
-        restored = store.restore_latest_good(abstract)  # read_config found one whose meta reads back
-        if restored is None:
-            raise ConfigError(f"no checkpoint in {run_dir} reads back; the run cannot be restored (train it again)")
-        state = restored[0]
-    finally:
-        store.close()
+    state = restore_state(run_dir, abstract)
     return model, {"params": state.params, **state.model_state}, cfg
 
 
