@@ -625,3 +625,13 @@ def test_a_read_only_finished_run_can_be_evaluated_and_teach(read_only_run, fini
     assert evaluation["steps"] == 60
     assert evaluation["test"] == json.loads((finished_run / "summary.json").read_text())["test"]
     load_teacher(str(read_only_run), read_config(str(finished_run))["data"])
+
+    # Training into it stops with one line before Hydra opens its log file there.
+    refused = subprocess.run(
+        _launch_command(read_only_run, data_dir), cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"jaxclf: error: {read_only_run} is not writable; make it writable or choose another hydra.run.dir "
+        "(mode=evaluate evaluation.run_dir=... re-tests a run it cannot write to)"
+    ]

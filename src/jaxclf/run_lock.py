@@ -86,15 +86,22 @@ def check_unlocked(run_dir: str) -> None:
 
 class LockCheck(Callback):
     """Hydra callback: a single run into a directory that another process
-    holds stops with one line and exit code 2 before Hydra writes there.
+    holds, or that cannot be written, stops with one line and exit code 2
+    before Hydra writes there.
     (A multi-process run's other processes share process 0's directory: not checked.)"""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         hardware = config.get("hardware", {})
         if hardware.get("distributed") or (hardware.get("num_processes") or 1) > 1:
             return
+        run_dir = str(config.hydra.run.dir)
         try:
-            check_unlocked(str(config.hydra.run.dir))
+            check_unlocked(run_dir)
+            if os.path.isdir(run_dir) and not os.access(run_dir, os.W_OK):  # before Hydra's log file fails there
+                raise ConfigError(
+                    f"{run_dir} is not writable; make it writable or choose another hydra.run.dir "
+                    "(mode=evaluate evaluation.run_dir=... re-tests a run it cannot write to)"
+                )
         except ConfigError as error:
             print(f"jaxclf: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
