@@ -76,5 +76,18 @@ def _quiet_background_tracebacks() -> None:
     logging.getLogger("absl").addFilter(without_traceback)
 
 
+def _check_quoting(arguments: list[str]) -> None:
+    """Hydra's override grammar takes non-ASCII characters only inside quotes:
+    say how to write such a value instead of showing the lexer's error."""
+    for argument in arguments:
+        key, separator, value = argument.partition("=")
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+        if separator and not value.isascii() and not quoted:
+            message = f"{argument}: quote a value with non-ASCII characters, as {key}='\"{value}\"'"
+            print(f"jaxclf: error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+
 if __name__ == "__main__":
+    _check_quoting(sys.argv[1:])
     main()

@@ -275,6 +275,11 @@ BAD_INPUTS = [
     (("trainer.max_skipped_fraction=2",), 2, "trainer.max_skipped_fraction=2.0 is not valid; it must lie in [0, 1]"),
     (("hardware=tpu_v4",), 2, "hardware.distributed: jax.distributed.initialize() failed"),
     (
+        ("hydra.run.dir=/tmp/ünï",),
+        2,
+        """hydra.run.dir=/tmp/ünï: quote a value with non-ASCII characters, as hydra.run.dir='"/tmp/ünï"'""",
+    ),
+    (
         ("callbacks.evaluation.every_steps=-5",),
         2,
         "callbacks.evaluation.every_steps=-5 is not valid; it must be a positive integer",
