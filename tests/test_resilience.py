@@ -640,3 +640,13 @@ def test_a_read_only_finished_run_can_be_evaluated_and_teach(read_only_run, fini
         f"jaxclf: error: {read_only_run} is not writable; make it writable or choose another hydra.run.dir "
         "(mode=evaluate evaluation.run_dir=... re-tests a run it cannot write to)"
     ]
+
+
+def test_a_truncated_json_file_reads_as_absent_with_a_warning(tmp_path, caplog):
+    """What the report, the sweep results and a rerun read: a damaged summary is an unfinished job."""
+    from jaxclf.runs import read_json
+
+    (tmp_path / "summary.json").write_text('{"test": {"accuracy": 0.9')
+    assert read_json(str(tmp_path / "summary.json")) is None
+    assert f"{tmp_path / 'summary.json'} is damaged" in caplog.text
+    assert read_json(str(tmp_path / "absent.json")) is None
