@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -64,15 +65,27 @@ def _quiet_background_tracebacks() -> None:
         record.exc_info, record.exc_text = None, None
         return True
 
-    def excepthook(*exc_info) -> None:  # errors that native threads (tensorstore's) print
-        if threading.current_thread() is threading.main_thread():
+    def is_echo(error: BaseException | None) -> bool:
+        # What tensorstore's native callbacks raise after a failed save, on any
+        # thread (the main one included: they run inline while it waits).
+        return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+    def excepthook(*exc_info) -> None:
+        if threading.current_thread() is threading.main_thread() and not is_echo(exc_info[1]):
             original_excepthook(*exc_info)
         else:
-            logging.getLogger("jaxclf").debug("a background thread failed", exc_info=exc_info)
+            logging.getLogger("jaxclf").debug("a background callback failed", exc_info=exc_info)
 
-    original_excepthook = sys.excepthook
+    def unraisablehook(unraisable: Any) -> None:
+        if is_echo(unraisable.exc_value):
+            logging.getLogger("jaxclf").debug("a native callback failed: %r", unraisable.exc_value)
+        else:
+            original_unraisablehook(unraisable)
+
+    original_excepthook, original_unraisablehook = sys.excepthook, sys.unraisablehook
     threading.excepthook = log_thread_error
     sys.excepthook = excepthook
+    sys.unraisablehook = unraisablehook
     logging.getLogger("absl").addFilter(without_traceback)
 
 

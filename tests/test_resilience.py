@@ -429,6 +429,7 @@ def test_early_stopping_tests_the_best_checkpoint_and_survives_a_resume(tmp_path
     assert (tmp_path / "whole" / "summary.json").read_bytes() == summary
 
 
+@pytest.mark.slow  # two launches, ~30 s
 def test_a_second_launch_into_a_run_in_use_stops_at_once_touching_nothing(tmp_path, data_dir):
     command = _launch_command(tmp_path, data_dir, "trainer.max_steps=100000", "callbacks.checkpoint.every_steps=50")
     first = _start_and_wait_for_a_checkpoint(command, tmp_path)
@@ -497,6 +498,7 @@ def _damage_latest_meta(run_dir: Path) -> None:
     (run_dir / "checkpoints" / "60" / "meta" / "metadata").write_text('{"config": ')
 
 
+@pytest.mark.slow  # a teacher restore and an evaluation, ~25 s
 def test_a_damaged_meta_falls_back_in_evaluate_and_for_a_teacher(tmp_path, finished_run, data_dir, caplog):
     from jaxclf.runs import load_teacher, read_config
 
@@ -517,6 +519,7 @@ def test_a_damaged_meta_falls_back_in_evaluate_and_for_a_teacher(tmp_path, finis
     assert json.loads((evaluated / "evaluation.json").read_text())["steps"] == 40
 
 
+@pytest.mark.slow  # two launches, ~35 s
 def test_a_failed_save_ends_the_run_in_one_line_and_a_rerun_resumes(tmp_path, data_dir):
     command = _launch_command(tmp_path, data_dir, "trainer.max_steps=100000", "callbacks.checkpoint.every_steps=50")
     process = _start_and_wait_for_a_checkpoint(command, tmp_path)
@@ -617,6 +620,7 @@ def read_only_run(tmp_path, finished_run):
     subprocess.run(["umount", str(view)], check=False)
 
 
+@pytest.mark.slow  # an evaluation and a refused launch, ~35 s
 def test_a_read_only_finished_run_can_be_evaluated_and_teach(read_only_run, finished_run, tmp_path, data_dir):
     from jaxclf.runs import load_teacher, read_config
 
