@@ -133,6 +133,23 @@ def digest(directory: Path) -> dict[str, str]:
     }
 
 
+def final_params(run_dir: Path) -> list:
+    """The parameters (and model state) of the run's latest checkpoint, as NumPy arrays."""
+    import jax
+    import numpy as np
+
+    from jaxclf.runs import restore_model
+
+    _, variables, _ = restore_model(str(run_dir))
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(variables)]
+
+
+def environment_with_tests(**extra: str) -> dict[str, str]:
+    """This process's environment with ``tests/`` importable by a subprocess (``conftest.SignalAtStep``)."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def checkpoint_steps(run_dir: Path) -> list[int]:
     """The steps of the checkpoints in ``run_dir/checkpoints``."""
     return sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())

@@ -24,16 +24,11 @@ from conftest import (
     TINY,
     checkpoint_steps,
     digest,
+    environment_with_tests,
+    final_params,
     launch_in_process,
     tensorboard_scalars,
 )
-
-
-def _final_params(run_dir: Path) -> list[np.ndarray]:
-    from jaxclf.runs import restore_model
-
-    _, variables, _ = restore_model(str(run_dir))
-    return [np.asarray(leaf) for leaf in jax.tree.leaves(variables)]
 
 
 def _launch_command(run_dir: Path, data_dir: str, *overrides: str) -> list[str]:
@@ -100,17 +95,15 @@ def test_a_run_killed_at_any_phase_resumes_bitwise_identically(tmp_path, data_di
         f"+callbacks.kill.signal_number={int(signal.SIGKILL)}",
     )
     command = _launch_command(tmp_path, data_dir, *RANDOM_STEPS)
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
-    }
-    killed = subprocess.run([*command, *kill], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [*command, *kill], cwd=ROOT, env=environment_with_tests(), capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (tmp_path / "summary.json").exists()
 
     code, stderr = launch_in_process(*command[2:])  # the same command again
     assert code == 0, stderr
-    for whole, resumed in zip(_final_params(uninterrupted), _final_params(tmp_path), strict=True):
+    for whole, resumed in zip(final_params(uninterrupted), final_params(tmp_path), strict=True):
         np.testing.assert_array_equal(whole, resumed)
     summaries = [json.loads((run / "summary.json").read_text()) for run in (uninterrupted, tmp_path)]
     assert summaries[0]["test"] == summaries[1]["test"]
@@ -185,7 +178,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, fini
     assert checkpoint_steps(run_dir) == [20, 40, 60]
     assert digest(run_dir / "checkpoints" / "40") == before
     # Steps 41..60 again, exactly as the first time.
-    for original, redone in zip(_final_params(finished_run), _final_params(run_dir), strict=True):
+    for original, redone in zip(final_params(finished_run), final_params(run_dir), strict=True):
         np.testing.assert_array_equal(original, redone)
 
 
@@ -203,7 +196,7 @@ def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_last_good_checkpoint
     bad_step = int(re.search(r"non-finite loss or gradients at step (\d+)", message).group(1))
     assert f"last good checkpoint: step {bad_step - 1} in " in message
     assert checkpoint_steps(tmp_path) == list(range(max(1, bad_step - 3), bad_step))
-    assert all(np.isfinite(leaf).all() for leaf in _final_params(tmp_path))
+    assert all(np.isfinite(leaf).all() for leaf in final_params(tmp_path))
     assert not (tmp_path / "summary.json").exists()
 
 
@@ -224,7 +217,7 @@ def test_skipping_nonfinite_updates_counts_them_and_never_saves_them(tmp_path, d
     assert skipped[60] == summary["skipped_steps"] and skipped[20] <= skipped[40] <= skipped[60]
     losses = dict(tensorboard_scalars(tmp_path)["train/loss"])
     assert np.isfinite(losses[20])  # the mean over the applied steps only (NaN: none applied)
-    assert all(np.isfinite(leaf).all() for leaf in _final_params(tmp_path))
+    assert all(np.isfinite(leaf).all() for leaf in final_params(tmp_path))
     [last_line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("test accuracy")]
     assert f"{summary['skipped_steps']} of 60 updates skipped (non-finite)" in last_line
 

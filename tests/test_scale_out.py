@@ -12,7 +12,6 @@ tests allow 1e-5.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -28,7 +27,7 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec
 
-from conftest import ROOT, TINY, checkpoint_steps, launch_in_process
+from conftest import ROOT, TINY, checkpoint_steps, environment_with_tests, final_params, launch_in_process
 from jaxclf.hardware import FSDP_AXIS, fsdp_partition
 from jaxclf.models.mlp import MLP
 from jaxclf.objectives import Objective
@@ -186,15 +185,8 @@ def test_fsdp_shards_parameters_and_optimizer_state(meshes_of_eight):
 # -- launch.py across meshes and processes -----------------------------------------
 
 
-def _final_params(run_dir: Path) -> list[np.ndarray]:
-    from jaxclf.runs import restore_model
-
-    _, variables, _ = restore_model(str(run_dir))
-    return [np.asarray(leaf) for leaf in jax.tree.leaves(variables)]
-
-
 def _assert_close(run_dir: Path, reference_dir: Path, exact: bool = False) -> None:
-    for leaf, reference in zip(_final_params(run_dir), _final_params(reference_dir), strict=True):
+    for leaf, reference in zip(final_params(run_dir), final_params(reference_dir), strict=True):
         if exact:
             np.testing.assert_array_equal(leaf, reference)
         else:
@@ -214,14 +206,8 @@ def _command(run_dir: Path, data_dir: str, *overrides: str) -> list[str]:
     ]
 
 
-def _environment(**extra: str) -> dict[str, str]:
-    """This process's environment, with ``tests/`` importable (for ``conftest.SignalAtStep``)."""
-    path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, **extra}
-
-
 def _launch(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=ROOT, env=_environment(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=ROOT, env=environment_with_tests(), capture_output=True, text=True, timeout=300)
 
 
 def _free_port() -> int:
@@ -238,7 +224,7 @@ def _launch_two_processes(command: list[str], per_process: tuple = ((), ())) -> 
         subprocess.Popen(
             [*command, *cluster, "hardware.num_processes=2", f"hardware.process_id={index}", *per_process[index]],
             cwd=ROOT,
-            env=_environment(),
+            env=environment_with_tests(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -302,7 +288,7 @@ def two_process_run(tmp_path_factory, data_dir) -> Path:
         subprocess.Popen(
             command,
             cwd=ROOT,
-            env=_environment(**slurm, SLURM_PROCID=str(index), SLURM_LOCALID=str(index)),
+            env=environment_with_tests(**slurm, SLURM_PROCID=str(index), SLURM_LOCALID=str(index)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

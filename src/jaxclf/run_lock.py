@@ -84,6 +84,16 @@ def check_unlocked(run_dir: str) -> None:
         os.close(descriptor)
 
 
+def check_writable(*paths: str, hint: str = "") -> None:
+    """Raises a ``ConfigError`` unless each of ``paths`` that exists is a
+    directory this process can write (``hint`` ends the message)."""
+    for path in paths:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"{path} is not a directory; move it away or choose another hydra.run.dir{hint}")
+        if os.path.isdir(path) and not os.access(path, os.W_OK):
+            raise ConfigError(f"{path} is not writable; make it writable or choose another hydra.run.dir{hint}")
+
+
 class LockCheck(Callback):
     """Hydra callback: a single run into a directory that another process
     holds, or that cannot be written, stops with one line and exit code 2
@@ -97,11 +107,8 @@ class LockCheck(Callback):
         run_dir = str(config.hydra.run.dir)
         try:
             check_unlocked(run_dir)
-            if os.path.isdir(run_dir) and not os.access(run_dir, os.W_OK):  # before Hydra's log file fails there
-                raise ConfigError(
-                    f"{run_dir} is not writable; make it writable or choose another hydra.run.dir "
-                    "(mode=evaluate evaluation.run_dir=... re-tests a run it cannot write to)"
-                )
+            # Before Hydra's log file fails there.
+            check_writable(run_dir, hint=" (mode=evaluate evaluation.run_dir=... re-tests a run it cannot write to)")
         except ConfigError as error:
             print(f"jaxclf: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -30,6 +30,7 @@ import jax
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from jaxclf import run_lock
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware, make_mesh
@@ -97,11 +98,7 @@ def check_writable(run_dir: str) -> None:
     """Raises a ``ConfigError`` unless the run directory and its ``checkpoints/``
     (where they exist) are directories this process can write: checked before
     training, as a save that fails late would cost the run."""
-    for path in (run_dir, os.path.join(run_dir, CHECKPOINT_DIR)):
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise ConfigError(f"{path} is not a directory; move it away or choose another hydra.run.dir")
-        if os.path.isdir(path) and not os.access(path, os.W_OK):
-            raise ConfigError(f"{path} is not writable; make it writable or choose another hydra.run.dir")
+    run_lock.check_writable(run_dir, os.path.join(run_dir, CHECKPOINT_DIR))
 
 
 def read_config(run_dir: str) -> dict[str, Any]:
