@@ -1,15 +1,22 @@
-"""Trainer loop overhead: steps/s of ``Trainer.fit`` against a bare jitted loop.
+"""Trainer loop overhead: ``Trainer.fit`` against a bare loop doing the same work.
 
-Both train the default model (``python launch.py``'s MLP on digits) with the
-same optimizer, loss, batch size and ``train_step``, in this one process, after
-compilation. The bare loop is what one writes by hand: a numpy permutation per
-epoch, ``jax.device_put`` of each batch, one jitted, donated step per call, no
-metrics, logging, evaluation or checkpoints. The Trainer runs with the
-default callbacks (train metrics merged on device and written to TensorBoard
-every ``callbacks.tensorboard.every_steps``, the progress bar off), with
-evaluation and checkpointing pushed to the last step, outside the timed window.
+Both loops train the default model (``python launch.py``'s MLP on digits) in
+this one process, at the same ``k`` steps per jitted call, on the same data
+path (``TrainLoader.batches``: the same gather, augmentation and device
+arrays), through the same jitted program (``Classifier.train_steps``:
+normalisation on device, ``lax.scan`` over the k steps, the training metrics
+merged on device, the same ``on_nonfinite`` policy). The bare loop never
+reads anything back until its stopwatch stops; the Trainer runs its default
+callbacks (TensorBoard logging, which reads and resets the metrics every
+``callbacks.tensorboard.every_steps``) with evaluation and checkpoints after
+the timed window and the progress bar off.
 
-    python bench/overhead.py [--steps 3000] [--repeats 3] [hydra overrides ...]
+Each repeat measures every (k, policy) pair, bare loop and Trainer in turn,
+the order alternating between repeats. Printed: wall and process-CPU time
+per step (medians), the Trainer / bare-loop ratio of steps/s (median, and
+every repeat).
+
+    python bench/overhead.py [--steps 2000] [--repeats 5] [hydra overrides ...]
 """
 
 from __future__ import annotations
@@ -19,115 +26,139 @@ import functools
 import statistics
 import tempfile
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import numpy as np
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 import jaxclf.config  # noqa: F401  (registers the schema)
-from jaxclf import hardware as hardware_lib
 from jaxclf.callbacks import Callback
-from jaxclf.data.splits import InMemorySplit
-from jaxclf.run import build, build_data
-from jaxclf.train_state import create_train_state, train_step
+from jaxclf.metrics import TrainMetrics
+from jaxclf.run import build
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+POLICIES = ("stop", "skip")
+
+
+@dataclass
+class Timing:
+    wall_s: float
+    cpu_s: float
+
+    @classmethod
+    def start(cls) -> Timing:
+        return cls(time.perf_counter(), time.process_time())
+
+    def since(self, start: Timing) -> Timing:
+        return Timing(self.wall_s - start.wall_s, self.cpu_s - start.cpu_s)
 
 
 class Stopwatch(Callback):
-    """Times the steps after warm-up, waiting for the device at both ends."""
+    """Times the steps from ``start_step`` to ``end_step``, waiting for the
+    device at both ends; runs before every other callback."""
+
+    order = -1
 
     def __init__(self, start_step: int, end_step: int):
         self.start_step, self.end_step = start_step, end_step
-        self.seconds = float("nan")
-        self._t0 = 0.0
+        self.elapsed: Timing | None = None
+        self._start = Timing.start()
 
     def on_train_steps_end(self, trainer, state, step):
         if step == self.start_step:
             jax.block_until_ready(state)
-            self._t0 = time.perf_counter()
+            self._start = Timing.start()
         elif step == self.end_step:
             jax.block_until_ready(state)
-            self.seconds = time.perf_counter() - self._t0
+            self.elapsed = Timing.start().since(self._start)
 
 
-def trainer_steps_per_sec(
-    cfg, warmup: int, steps: int, steps_per_call: int, checkpoint_every_steps: int | None = None
-) -> float:
-    """``Trainer.fit``'s steps/s over ``steps`` after ``warmup``; evaluation (and,
-    unless ``checkpoint_every_steps``, checkpointing) only at the end."""
+def configured(overrides: list[str], warmup: int, steps: int, steps_per_call: int, policy: str):
     total = warmup + steps
-    cfg.trainer.max_steps = total
-    cfg.trainer.steps_per_call = steps_per_call
-    cfg.callbacks.evaluation.every_steps = total
-    cfg.callbacks.checkpoint.every_steps = checkpoint_every_steps or total
-    cfg.callbacks.progress_bar = None
-    stopwatch = Stopwatch(warmup, total)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                *overrides,
+                f"trainer.max_steps={total}",
+                f"trainer.steps_per_call={steps_per_call}",
+                f"trainer.on_nonfinite={policy}",
+                f"callbacks.evaluation.every_steps={total}",
+                f"callbacks.checkpoint.every_steps={total}",
+                "callbacks.progress_bar=null",
+            ],
+        )
+
+
+def trainer_timing(cfg, warmup: int, steps: int) -> Timing:
+    """``Trainer.fit`` over ``steps`` after ``warmup`` (evaluation and checkpoint after the window)."""
+    stopwatch = Stopwatch(warmup, warmup + steps)
     with tempfile.TemporaryDirectory() as workdir:
         trainer, classifier, data = build(cfg, workdir, [stopwatch])
         trainer.fit(classifier, data)
         trainer.close()
     data.close()
-    return steps / stopwatch.seconds
+    assert stopwatch.elapsed is not None
+    return stopwatch.elapsed
 
 
-def bare_loop_steps_per_sec(cfg, split: InMemorySplit, warmup: int, steps: int) -> float:
-    """A hand-written loop over the same data, model, optimizer and step."""
-    batch_size = cfg.data.batch_size
-    steps_per_epoch = len(split) // batch_size
-    model, tx, objective = instantiate(cfg.model), instantiate(cfg.optim), instantiate(cfg.loss)
-    state = create_train_state(model, tx, split.images.shape[1:], jax.random.PRNGKey(cfg.seed))
-    step_fn = jax.jit(functools.partial(train_step, objective=objective), donate_argnums=0)
-    rng = np.random.default_rng(cfg.seed)
-    permutation = rng.permutation(len(split))
-
-    def run(first: int, count: int):
-        nonlocal state, permutation
-        for step in range(first, first + count):
-            position = step % steps_per_epoch
-            if position == 0:
-                permutation = rng.permutation(len(split))
-            rows = permutation[position * batch_size : (position + 1) * batch_size]
-            batch = {"image": jax.device_put(split.images[rows]), "label": jax.device_put(split.labels[rows])}
-            state, _ = step_fn(state, batch)
-        jax.block_until_ready(state)
-
-    run(0, warmup)
-    start = time.perf_counter()
-    run(warmup, steps)
-    return steps / (time.perf_counter() - start)
+def bare_loop_timing(cfg, warmup: int, steps: int) -> Timing:
+    """A hand-written loop: the same program and batches, nothing read back."""
+    steps_per_call = cfg.trainer.steps_per_call
+    with tempfile.TemporaryDirectory() as workdir:
+        _, classifier, data = build(cfg, workdir)
+    train_steps = jax.jit(
+        functools.partial(classifier.train_steps, halt_on_nonfinite=cfg.trainer.on_nonfinite == "stop"),
+        donate_argnums=(0, 1),
+    )
+    state = jax.jit(classifier.init)(jax.random.PRNGKey(cfg.seed))
+    metrics = TrainMetrics.empty()
+    start = Timing.start()
+    for step in range(0, warmup + steps, steps_per_call):
+        if step == warmup:
+            jax.block_until_ready(state)
+            start = Timing.start()
+        state, metrics = train_steps(state, metrics, data.train.batches(step, steps_per_call), classifier.objective)
+    jax.block_until_ready(state)
+    elapsed = Timing.start().since(start)
+    data.close()
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000, help="timed steps per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating measurements of each loop")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed steps first (compilation)")
+    parser.add_argument("--steps", type=int, default=2000, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved measurements of each loop")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed steps first (compilation)")
+    parser.add_argument("--steps-per-call", type=int, nargs="+", default=[1, 10])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=linear")
     args = parser.parse_args()
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=args.overrides)
-    data = build_data(cfg, hardware_lib.setup(OmegaConf.to_object(cfg.hardware)))
-    split = data.train.split
-    data.close()
+    loops = {"bare loop": bare_loop_timing, "Trainer": trainer_timing}
+    timings: dict[tuple[int, str, str], list[Timing]] = defaultdict(list)
+    for repeat in range(args.repeats):
+        for steps_per_call in args.steps_per_call:
+            for policy in POLICIES:
+                cfg = configured(args.overrides, args.warmup, args.steps, steps_per_call, policy)
+                names = list(loops) if repeat % 2 == 0 else list(reversed(loops))
+                for name in names:
+                    timings[steps_per_call, policy, name].append(loops[name](cfg, args.warmup, args.steps))
 
-    results: dict[str, list[float]] = {"bare loop": [], "Trainer, 1 step/call": [], "Trainer, 10 steps/call": []}
-    for _ in range(args.repeats):
-        results["bare loop"].append(bare_loop_steps_per_sec(cfg, split, args.warmup, args.steps))
-        results["Trainer, 1 step/call"].append(trainer_steps_per_sec(cfg.copy(), args.warmup, args.steps, 1))
-        results["Trainer, 10 steps/call"].append(trainer_steps_per_sec(cfg.copy(), args.warmup, args.steps, 10))
-
-    bare = statistics.median(results["bare loop"])
-    print(f"model={cfg.model._target_} batch={cfg.data.batch_size} steps={args.steps} repeats={args.repeats}")
-    print(f"{'loop':<24}{'steps/s (median)':>18}{'all runs':>30}{'ratio vs bare':>16}")
-    for name, values in results.items():
-        median = statistics.median(values)
-        runs = ", ".join(f"{v:.0f}" for v in values)
-        print(f"{name:<24}{median:>18.0f}{runs:>30}{median / bare:>16.3f}")
+    print(f"{args.steps} timed steps after {args.warmup}; {args.repeats} interleaved repeats; medians")
+    print(f"{'steps/call':>10} {'on_nonfinite':>12} {'loop':>10} {'wall ms/step':>13} {'CPU ms/step':>12}")
+    for (steps_per_call, policy, name), values in timings.items():
+        wall = statistics.median(t.wall_s for t in values) / args.steps * 1e3
+        cpu = statistics.median(t.cpu_s for t in values) / args.steps * 1e3
+        print(f"{steps_per_call:>10} {policy:>12} {name:>10} {wall:>13.3f} {cpu:>12.3f}")
+    print("Trainer steps/s ÷ bare loop steps/s (by wall time), per repeat:")
+    for steps_per_call in args.steps_per_call:
+        for policy in POLICIES:
+            bare, trainer = timings[steps_per_call, policy, "bare loop"], timings[steps_per_call, policy, "Trainer"]
+            ratios = [b.wall_s / t.wall_s for b, t in zip(bare, trainer, strict=True)]
+            each = ", ".join(f"{ratio:.3f}" for ratio in ratios)
+            print(f"  {steps_per_call:>2} steps/call, {policy}: median {statistics.median(ratios):.3f} ({each})")
 
 
 if __name__ == "__main__":

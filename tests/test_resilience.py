@@ -199,6 +199,13 @@ def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_last_good_checkpoint
     assert all(np.isfinite(leaf).all() for leaf in final_params(tmp_path))
     assert not (tmp_path / "summary.json").exists()
 
+    # Read only where a callback is due (every 20 steps), the same step is named and nothing after it saved.
+    code, stderr = launch_in_process(
+        f"hydra.run.dir={tmp_path / 'sparse'}", f"data.data_dir={data_dir}", *TINY, "optim.learning_rate=1e30"
+    )
+    assert code == 3 and f"non-finite loss or gradients at step {bad_step} " in stderr
+    assert checkpoint_steps(tmp_path / "sparse") == []
+
 
 def test_skipping_nonfinite_updates_counts_them_and_never_saves_them(tmp_path, data_dir, caplog):
     caplog.set_level(logging.INFO)
@@ -232,7 +239,7 @@ def test_skipping_more_than_the_allowed_fraction_stops_the_run(tmp_path, data_di
     )
     assert code == 3 and "Traceback" not in stderr
     [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
-    assert re.search(r"(\d+) of the first 10 updates were skipped .* trainer.max_skipped_fraction=0.1", message)
+    assert re.search(r"(\d+) of the first 20 updates were skipped .* trainer.max_skipped_fraction=0.1", message)
     assert not (tmp_path / "summary.json").exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +35,7 @@ def test_fused_steps_equal_single_steps(state_and_batches):
     """lax.scan over 5 steps computes what 5 separate jitted steps compute."""
     state, batches = state_and_batches
     objective = Objective(label_smoothing=0.1, mixup_alpha=0.4)
-    fused, fused_metrics, _ = jax.jit(train_steps)(state, TrainMetrics.empty(), batches, objective)
+    fused, fused_metrics = jax.jit(train_steps)(state, TrainMetrics.empty(), batches, objective)
     single = state
     losses = []
     step = jax.jit(train_step)
@@ -49,10 +51,33 @@ def test_a_single_fused_step_is_one_train_step(state_and_batches):
     state, batches = state_and_batches
     objective = Objective()
     one = jax.tree.map(lambda x: x[:1], batches)
-    fused, metrics, _ = jax.jit(train_steps)(state, TrainMetrics.empty(), one, objective)
+    fused, metrics = jax.jit(train_steps)(state, TrainMetrics.empty(), one, objective)
     single, outputs = jax.jit(train_step)(state, jax.tree.map(lambda x: x[0], batches), objective)
     jax.tree.map(np.testing.assert_array_equal, fused.params, single.params)
     np.testing.assert_allclose(metrics.compute()["loss"], outputs["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("halt", [True, False])
+def test_a_nonfinite_step_halts_the_state_or_is_skipped(state_and_batches, halt):
+    """Batch 2 of 5 is NaN. Halting keeps the state of the 2 steps before it
+    (and counts one skip); skipping applies steps 4 and 5 as well."""
+    state, batches = state_and_batches
+    objective = Objective()
+    poisoned = {**batches, "image": batches["image"].at[2, 0, 0, 0, 0].set(jnp.nan)}
+    fused, metrics = jax.jit(functools.partial(train_steps, halt_on_nonfinite=halt))(
+        state, TrainMetrics.empty(), poisoned, objective
+    )
+    single, losses = state, []
+    for index in range(5 if not halt else 2):
+        if index == 2:
+            continue
+        batch = jax.tree.map(lambda x, i=index: x[i], poisoned)
+        applied, outputs = jax.jit(train_step)(single.replace(step=jnp.asarray(index)), batch, objective)
+        single, losses = applied, [*losses, float(outputs["loss"])]
+    assert int(fused.skipped_steps) == 1
+    assert int(fused.step) == (2 if halt else 5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), fused.params, single.params)
+    np.testing.assert_allclose(metrics.compute()["loss"], np.mean(losses), rtol=1e-5)  # of the applied steps
 
 
 def test_eval_step_ignores_padding(state_and_batches):
@@ -277,3 +302,44 @@ def test_the_train_step_compiles_once_per_program_shape(compose, data_dir, tmp_p
     data.close()
     # Every call has the same shapes (20, 30 and 60 cut no call short): one program.
     assert train_steps._cache_size() == 1
+
+
+@pytest.fixture
+def device_reads(monkeypatch):
+    """Counts the copies of device arrays to the host (every ``int(x)``,
+    ``np.asarray(x)`` and ``jax.device_get`` goes through ``_value``)."""
+    from jax._src.array import ArrayImpl
+
+    reads = [0]
+    value = ArrayImpl._value
+
+    def counted(array):
+        reads[0] += 1
+        return value.fget(array)
+
+    monkeypatch.setattr(ArrayImpl, "_value", property(counted))
+    return reads
+
+
+@pytest.mark.parametrize("on_nonfinite", ["stop", "skip"])
+def test_the_loop_reads_the_device_only_where_a_callback_is_due(
+    compose, data_dir, tmp_path, device_reads, on_nonfinite
+):
+    """With no callback due before the end, 20 and 40 calls read the device equally often."""
+    counts = []
+    for max_steps in (20, 40):
+        trainer, classifier, data = _build(
+            compose,
+            data_dir,
+            tmp_path / str(max_steps),
+            f"trainer.max_steps={max_steps}",
+            "trainer.steps_per_call=1",
+            f"trainer.on_nonfinite={on_nonfinite}",
+            callbacks=("callbacks=none",),
+        )
+        before = device_reads[0]
+        trainer.fit(classifier, data)
+        counts.append(device_reads[0] - before)
+        trainer.close()
+        data.close()
+    assert counts[0] == counts[1] <= 4, counts

@@ -71,8 +71,8 @@ class CalibrationBins(metrics.Metric):
 
 
 def _of_applied_steps(name: str):
-    """An output's values over the steps whose update was applied (``finite``)."""
-    return lambda finite, **outputs: {"values": outputs[name], "mask": finite}
+    """An output's values over the steps whose update was ``applied``."""
+    return lambda applied, **outputs: {"values": outputs[name], "mask": applied}
 
 
 @flax.struct.dataclass

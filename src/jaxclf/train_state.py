@@ -90,18 +90,22 @@ def all_finite(tree: Any) -> jax.Array:
 
 
 def train_step(
-    state: TrainState, batch: Batch, objective: Objective, accumulate_steps: int = 1
+    state: TrainState, batch: Batch, objective: Objective, accumulate_steps: int = 1, halt_on_nonfinite: bool = False
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One gradient step on the mean of ``objective`` over the batch, whose
     gradient is accumulated over ``accumulate_steps`` equal micro-batches.
 
     An update whose loss, gradients or results are not all finite is not
-    applied: the step counter advances (so do the data and the randomness)
-    and ``skipped_steps`` counts it; parameters never become NaN or Inf.
+    applied; parameters never become NaN or Inf. By default the step counter
+    advances (so do the data and the randomness) and ``skipped_steps`` counts
+    it. With ``halt_on_nonfinite`` the state halts instead: ``skipped_steps``
+    becomes 1 and this and every later step leave the state as it was, so
+    the host learns of it whenever it next reads the state (the bad step is
+    ``state.step + 1``) without reading a flag after every step.
 
     Returns the new state, the batch's mean loss, per-example correctness
     (against the batch's own labels, before any mixing) and whether the
-    update was ``finite``."""
+    update was ``applied``."""
     target_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
     images, context = objective.prepare(target_rng, batch["image"], batch["label"])
     gradients = functools.partial(_gradients, state, objective)
@@ -112,11 +116,15 @@ def train_step(
             gradients, state.params, state.model_state, images, context, dropout_rng, accumulate_steps
         )
     updated = state.apply_gradients(grads=grads, model_state=model_state)
-    finite = jnp.isfinite(loss) & all_finite((grads, updated.params, updated.model_state))
-    skipped = state.replace(step=state.step + 1, skipped_steps=state.skipped_steps + 1)
-    state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, skipped)
+    applied = jnp.isfinite(loss) & all_finite((grads, updated.params, updated.model_state))
+    if halt_on_nonfinite:
+        applied &= state.skipped_steps == 0
+        not_applied = state.replace(skipped_steps=jnp.ones_like(state.skipped_steps))
+    else:
+        not_applied = state.replace(step=state.step + 1, skipped_steps=state.skipped_steps + 1)
+    state = jax.tree.map(lambda new, old: jnp.where(applied, new, old), updated, not_applied)
     predictions = jnp.argmax(two_class_logits(logits), axis=-1)
-    return state, {"loss": loss, "correct": predictions == batch["label"], "finite": finite}
+    return state, {"loss": loss, "correct": predictions == batch["label"], "applied": applied}
 
 
 def _gradients(state: TrainState, objective: Objective, model_state, images, context, rng):
@@ -160,14 +168,20 @@ def _accumulated_gradients(gradients, params, model_state, images, context, rng,
 
 
 def train_steps(
-    state: TrainState, metrics: TrainMetrics, batches: Batch, objective: Objective, accumulate_steps: int = 1
-) -> tuple[TrainState, TrainMetrics, jax.Array]:
+    state: TrainState,
+    metrics: TrainMetrics,
+    batches: Batch,
+    objective: Objective,
+    accumulate_steps: int = 1,
+    halt_on_nonfinite: bool = False,
+) -> tuple[TrainState, TrainMetrics]:
     """``train_step`` over the leading axis of ``batches`` (``lax.scan``: one
-    dispatch for many steps); the metrics of their applied (finite) steps are
-    merged into ``metrics``. Also returns each step's ``finite`` flag."""
+    dispatch for many steps); the metrics of their applied steps are merged
+    into ``metrics``. Nothing here needs the host: it reads the state (and
+    ``skipped_steps``) only when it chooses to."""
 
     def body(state, batch):
-        return train_step(state, batch, objective, accumulate_steps)
+        return train_step(state, batch, objective, accumulate_steps, halt_on_nonfinite)
 
     if jax.tree.leaves(batches)[0].shape[0] == 1:
         # No loop for one step: XLA:CPU runs convolutions inside a loop body
@@ -182,10 +196,10 @@ def train_steps(
             correct=outputs["correct"],
             learning_rate=current_learning_rate(state.opt_state),
             skipped_steps=state.skipped_steps.astype(jnp.float32),  # as TrainMetrics.empty(): no second compile
-            finite=outputs["finite"],
+            applied=outputs["applied"],
         )
     )
-    return state, metrics, outputs["finite"]
+    return state, metrics
 
 
 def eval_step(state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetrics:
@@ -232,12 +246,18 @@ class Classifier:
         return abstract_train_state(self.model, self.optimizer, tuple(self.image_shape))
 
     def train_steps(
-        self, state: TrainState, metrics: TrainMetrics, batches: Batch, objective: Objective, accumulate_steps: int = 1
-    ) -> tuple[TrainState, TrainMetrics, jax.Array]:
+        self,
+        state: TrainState,
+        metrics: TrainMetrics,
+        batches: Batch,
+        objective: Objective,
+        accumulate_steps: int = 1,
+        halt_on_nonfinite: bool = False,
+    ) -> tuple[TrainState, TrainMetrics]:
         """``train_steps`` on normalised ``batches`` (``objective`` is passed
         in, not closed over, so that a teacher's variables are not constants)."""
         images = self.normalize(batches["image"])
-        return train_steps(state, metrics, {**batches, "image": images}, objective, accumulate_steps)
+        return train_steps(state, metrics, {**batches, "image": images}, objective, accumulate_steps, halt_on_nonfinite)
 
     def eval_step(self, state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetrics:
         return eval_step(state, metrics, {**batch, "image": self.normalize(batch["image"])})

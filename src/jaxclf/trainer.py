@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxclf import runs
 from jaxclf.callbacks import Callback
@@ -56,7 +55,8 @@ class TrainerConfig:
     # A NaN or Inf in the loss or gradients: the update is never applied; then
     # stop the run or carry on.
     on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop
-    # With on_nonfinite=skip: stop once more than this fraction of the updates so far were skipped.
+    # With on_nonfinite=skip: stop once more than this fraction of the updates so far were skipped
+    # (checked where a callback is due: the loop does not wait for the device between calls).
     max_skipped_fraction: float = resumable(0.1)
 
 
@@ -166,6 +166,7 @@ class Trainer:
         saved is left alone (returns False)."""
         if step in self.checkpoints.steps():
             return False
+        self.check_updates(state, step)  # a halted state is never saved
         self._emit("on_save_checkpoint", step)
         states = {callback.state_key: callback.state_dict() for callback in self.callbacks}
         meta = {
@@ -185,36 +186,43 @@ class Trainer:
         self, classifier: Classifier, data: DataModule, state: TrainState | None = None, seed: int = 0
     ) -> TrainState:
         """Trains from ``state`` (default: the initial or resumed state) up to
-        ``config.max_steps`` or until a callback sets ``should_stop``."""
+        ``config.max_steps`` or until a callback sets ``should_stop``.
+
+        The loop never waits for the device between calls: it reads the state
+        (for non-finite updates) only at the steps where a callback is due
+        (logging, evaluation, checkpoints), before a checkpoint, and at the end.
+        With several processes, they agree on a preemption signal at those
+        steps too.
+        """
         if data.train is None:
             raise ValueError("fit needs training data (DataModule.train)")
         compiled = self._compile(classifier, data)
         state = self.initial_state(classifier, seed) if state is None else state
-        step = int(state.step)
+        step = int(jax.device_get(state.step))
+        periods = [callback.every_steps for callback in self.callbacks if callback.every_steps]
         self._emit("on_fit_start", state)
         with PreemptionGuard() as preemption:  # a signal to any process stops all of them at the same step
-            while step < self.config.max_steps and not self.should_stop:  # the host's count: no device sync
-                num_steps = self._steps_in_next_call(step)
+            while step < self.config.max_steps and not self.should_stop:  # the host's count
+                num_steps = self._steps_in_next_call(step, periods)
                 batches = data.train.batches(step, num_steps)
-                state, self._train_metrics, finite = compiled.train_steps(
+                state, self._train_metrics = compiled.train_steps(
                     state, self._train_metrics, batches, compiled.objective
                 )
-                if self.config.on_nonfinite == NonFinitePolicy.stop:
-                    self._stop_if_nonfinite(step, np.asarray(finite))
-                else:
-                    self._stop_if_skipping_too_many(int(state.skipped_steps), step + num_steps)
                 step += num_steps
+                due = step == self.config.max_steps or any(step % period == 0 for period in periods)
+                if due:
+                    self.check_updates(state, step)  # a callback may read or save the state now
                 self._emit("on_train_steps_end", state, step)
-                received = preemption.received_by_any_process()
-                if received is not None:
-                    self._save_and_stop(state, received)
+                if due or jax.process_count() == 1:  # agreeing across processes is a collective
+                    received = preemption.received_by_any_process()
+                    if received is not None:
+                        self._save_and_stop(state, received)
         self._emit("on_fit_end", state)
         return state
 
-    def _steps_in_next_call(self, step: int) -> int:
+    def _steps_in_next_call(self, step: int, periods: Sequence[int]) -> int:
         """Steps to fuse into the next call: at most ``steps_per_call``, never
         crossing ``max_steps`` or a multiple of a callback's ``every_steps``."""
-        periods = [callback.every_steps for callback in self.callbacks if callback.every_steps]
         boundary = min([self.config.max_steps] + [(step // period + 1) * period for period in periods])
         return min(self.config.steps_per_call, boundary - step)
 
@@ -227,28 +235,28 @@ class Trainer:
         self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
         return results
 
-    def _stop_if_nonfinite(self, first_step: int, finite: np.ndarray) -> None:
-        if finite.all():
-            return
-        bad_step = first_step + int(np.argmin(finite)) + 1
-        self.checkpoints.wait_until_finished()
-        latest = self.checkpoints.latest_step()
-        last_good = (
-            f"step {latest} in {self.checkpoints.directory}" if latest is not None else "none (no checkpoint yet)"
-        )
-        raise NonFiniteError(
-            f"non-finite loss or gradients at step {bad_step} (the update was not applied); last good checkpoint: "
-            f"{last_good}; lower optim.learning_rate, set optim.grad_clip_norm, or set trainer.on_nonfinite=skip"
-        )
-
-    def _stop_if_skipping_too_many(self, skipped: int, steps: int) -> None:
-        if skipped <= self.config.max_skipped_fraction * steps:
-            return
-        raise NonFiniteError(
-            f"{skipped} of the first {steps} updates were skipped for non-finite loss or gradients, more than "
-            f"trainer.max_skipped_fraction={self.config.max_skipped_fraction}; lower optim.learning_rate or set "
-            "optim.grad_clip_norm"
-        )
+    def check_updates(self, state: TrainState, steps: int) -> None:
+        """Raises ``NonFiniteError`` if ``state`` halted on a non-finite update
+        (``on_nonfinite=stop``) or skipped more than ``max_skipped_fraction``
+        of its ``steps`` updates (``skip``). One read from the device."""
+        skipped, applied = (int(value) for value in jax.device_get((state.skipped_steps, state.step)))
+        if self.config.on_nonfinite == NonFinitePolicy.stop and skipped:
+            self.checkpoints.wait_until_finished()
+            latest = self.checkpoints.latest_step()
+            last_good = (
+                f"step {latest} in {self.checkpoints.directory}" if latest is not None else "none (no checkpoint yet)"
+            )
+            raise NonFiniteError(
+                f"non-finite loss or gradients at step {applied + 1} (the update was not applied); last good "
+                f"checkpoint: {last_good}; lower optim.learning_rate, set optim.grad_clip_norm, or set "
+                "trainer.on_nonfinite=skip"
+            )
+        if skipped > self.config.max_skipped_fraction * steps:
+            raise NonFiniteError(
+                f"{skipped} of the first {steps} updates were skipped for non-finite loss or gradients, more than "
+                f"trainer.max_skipped_fraction={self.config.max_skipped_fraction}; lower optim.learning_rate or set "
+                "optim.grad_clip_norm"
+            )
 
     def _save_and_stop(self, state: TrainState, signal_received: signal.Signals) -> None:
         step = int(state.step)
@@ -287,16 +295,18 @@ class Trainer:
                 check_micro_batches(data.train.batch_size, self.config.accumulate_steps, self.hardware.num_devices)
             replicated = self.hardware.replicated
             state_shardings = self.hardware.state_shardings(classifier.abstract_state())
-            train_steps = functools.partial(classifier.train_steps, accumulate_steps=self.config.accumulate_steps)
+            train_steps = functools.partial(
+                classifier.train_steps,
+                accumulate_steps=self.config.accumulate_steps,
+                halt_on_nonfinite=self.config.on_nonfinite == NonFinitePolicy.stop,
+            )
             self._compiled = _Compiled(
                 classifier=classifier,
                 data=data,
                 objective=jax.device_put(classifier.objective, replicated),
                 # The state keeps its layout from call to call (sharded by the
                 # mesh's rule); the metrics stay replicated.
-                train_steps=jax.jit(
-                    train_steps, donate_argnums=(0, 1), out_shardings=(state_shardings, replicated, replicated)
-                ),
+                train_steps=jax.jit(train_steps, donate_argnums=(0, 1), out_shardings=(state_shardings, replicated)),
                 evaluator=Evaluator(classifier, self.hardware, data.eval_batch_size, data.num_classes),
             )
             self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
