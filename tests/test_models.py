@@ -13,7 +13,7 @@ import pytest
 from hydra.utils import instantiate
 
 from jaxclf.describe import describe_model
-from jaxclf.models.backbone import DropPath, SelfAttention
+from jaxclf.models.backbone import DropPath, SelfAttention, choose_attention
 from jaxclf.models.mlp import Linear
 from jaxclf.models.modalities import Patch, sincos2d_embedding
 from jaxclf.models.resnet import ResNet
@@ -110,6 +110,52 @@ def test_self_attention_matches_numpy():
     attended = np.einsum("bnqk,bknh->bqnh", weights, v)
     expected = np.einsum("bqnh,nhd->bqd", attended, p["out"]["kernel"]) + p["out"]["bias"]
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("requested", "platform", "dtype", "head_size", "chosen"),
+    [
+        ("auto", "gpu", jnp.bfloat16, 64, "cudnn"),
+        ("auto", "gpu", jnp.float16, 128, "cudnn"),
+        ("auto", "gpu", jnp.float32, 64, "xla"),  # cuDNN's flash attention is for 16-bit activations
+        ("auto", "gpu", jnp.bfloat16, 12, "xla"),  # not a multiple of 8
+        ("auto", "gpu", jnp.bfloat16, 136, "xla"),  # above 128
+        ("auto", "cpu", jnp.bfloat16, 64, "xla"),
+        ("auto", "tpu", jnp.bfloat16, 64, "xla"),
+        ("xla", "gpu", jnp.bfloat16, 64, "xla"),
+        ("cudnn", "gpu", jnp.bfloat16, 64, "cudnn"),
+    ],
+)
+def test_attention_takes_cudnn_where_it_can_serve(requested, platform, dtype, head_size, chosen):
+    assert choose_attention(requested, platform, dtype, head_size) == chosen
+
+
+@pytest.mark.parametrize(
+    ("platform", "dtype", "head_size", "reason"),
+    [("cpu", jnp.bfloat16, 64, "GPUs only"), ("gpu", jnp.float32, 64, "float32"), ("gpu", jnp.float16, 12, "is 12")],
+)
+def test_cudnn_attention_where_it_cannot_serve_is_a_one_line_error(platform, dtype, head_size, reason):
+    with pytest.raises(ValueError, match=f"attention_impl=cudnn cannot be used: .*{reason}.*use attention_impl=auto"):
+        choose_attention("cudnn", platform, dtype, head_size)
+
+
+@pytest.mark.parametrize(
+    ("platform", "dtype", "implementation"), [("gpu", jnp.bfloat16, "cudnn"), ("cpu", jnp.bfloat16, "xla")]
+)
+def test_the_vit_asks_jax_for_the_chosen_attention(monkeypatch, platform, dtype, implementation):
+    """On a (pretended) GPU with bfloat16 the ViT's attention calls cuDNN's kernel."""
+    asked = []
+    attention = jax.nn.dot_product_attention
+
+    def recording(*args, implementation=None, **kwargs):
+        asked.append(implementation)
+        return attention(*args, implementation="xla", **kwargs)  # runs here, on the CPU
+
+    monkeypatch.setattr(jax, "default_backend", lambda: platform)
+    monkeypatch.setattr(jax.nn, "dot_product_attention", recording)
+    model = _vit(num_classes=10, patch_size=4, hidden_size=64, depth=2, num_heads=2, dtype=dtype)
+    init_variables(model, (8, 8, 1), jax.random.key(0))
+    assert asked and set(asked) == {implementation}
 
 
 def test_drop_path_drops_whole_examples_and_rescales_the_rest():

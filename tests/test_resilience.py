@@ -275,6 +275,12 @@ BAD_INPUTS = [
     (("trainer.max_skipped_fraction=2",), 2, "trainer.max_skipped_fraction=2.0 is not valid; it must lie in [0, 1]"),
     (("hardware=tpu_v4",), 2, "hardware.distributed: jax.distributed.initialize() failed"),
     (
+        ("model=vit", "model.attention_impl=cudnn"),
+        2,
+        "model: attention_impl=cudnn cannot be used: it runs on GPUs only (this is cpu); use attention_impl=auto",
+    ),
+    (("model=vit", "model.attention_impl=flash"), 1, "Error merging override model.attention_impl=flash"),
+    (
         ("hydra.run.dir=/tmp/ünï",),
         2,
         """hydra.run.dir=/tmp/ünï: quote a value with non-ASCII characters, as hydra.run.dir='"/tmp/ünï"'""",

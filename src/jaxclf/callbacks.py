@@ -42,10 +42,9 @@ from jaxclf.checkpointing import Retention
 from jaxclf.data.config import SplitName
 from jaxclf.evaluation import EvalResults, train_minus_validation_accuracy
 from jaxclf.metrics import MetricName
+from jaxclf.tensorboard_writer import TensorBoardWriter
 
 if TYPE_CHECKING:
-    from clu import metric_writers
-
     from jaxclf.train_state import TrainState
     from jaxclf.trainer import Trainer
 
@@ -261,10 +260,11 @@ class EarlyStopping(Callback):
 
 class TensorBoardLogger(Callback):
     """Writes the run to TensorBoard event files in the Trainer's ``workdir``
-    (CLU's writers; only process 0 writes): the config as HParams, training
-    metrics and steps/s every ``every_steps`` (``train/*``), each evaluation's
-    metrics and reliability diagram under its split's name in ``split_names``,
-    and the final train-minus-validation accuracy gap."""
+    (process 0 only; with ``TensorBoardWriter``, CLU's writer interface
+    without TensorFlow): the config as HParams, training metrics and steps/s
+    every ``every_steps`` (``train/*``), each evaluation's metrics and
+    reliability diagram under its split's name in ``split_names``, and the
+    final train-minus-validation accuracy gap."""
 
     def __init__(
         self, every_steps: int, split_names: Mapping[str, str] | None = None, reliability_diagrams: bool = True
@@ -272,20 +272,19 @@ class TensorBoardLogger(Callback):
         _check_period(every_steps)
         self.every_steps, self.reliability_diagrams = every_steps, reliability_diagrams
         self.split_names = dict(split_names or {"train": "train_eval", "validation": "eval", "test": "test"})
-        self._writer: metric_writers.MetricWriter | None = None
+        self._writer: TensorBoardWriter | None = None
         self._clock: tuple[int, float] = (0, 0.0)  # (step, time) of the last training metrics written
 
-    def writer(self, trainer: Trainer) -> metric_writers.MetricWriter:
-        """Opened on first use: a run that writes nothing leaves no event file."""
-        if self._writer is None:
-            from clu import metric_writers  # imports TensorFlow (seconds): only when writing
-
-            self._writer = metric_writers.create_default_writer(trainer.workdir, just_logging=jax.process_index() > 0)
+    def writer(self, trainer: Trainer) -> TensorBoardWriter | None:
+        """Process 0's writer, opened on first use (a run that writes nothing
+        leaves no event file); None in the other processes."""
+        if self._writer is None and jax.process_index() == 0:
+            self._writer = TensorBoardWriter(trainer.workdir)
         return self._writer
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        if int(state.step) == 0 and trainer.run_config is not None:
-            self.writer(trainer).write_hparams(trainer.run_config.hparams())
+        if int(state.step) == 0 and trainer.run_config is not None and (writer := self.writer(trainer)):
+            writer.write_hparams(trainer.run_config.hparams())
         self._clock = (int(state.step), time.monotonic())
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
@@ -302,7 +301,8 @@ class TensorBoardLogger(Callback):
         last_step, last_time = self._clock
         now = time.monotonic()
         scalars["steps_per_sec"] = (step - last_step) / max(now - last_time, 1e-9)
-        self.writer(trainer).write_scalars(step, {f"train/{name}": value for name, value in scalars.items()})
+        if writer := self.writer(trainer):
+            writer.write_scalars(step, {f"train/{name}": value for name, value in scalars.items()})
         self._clock = (step, now)
 
     def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
@@ -313,14 +313,16 @@ class TensorBoardLogger(Callback):
         for split, split_results in results.items():
             self.write_results(trainer, step, split, split_results)
         gap = train_minus_validation_accuracy(results)
-        if gap is not None:
-            self.writer(trainer).write_scalars(step, {"gap/train_minus_validation_accuracy": gap})
+        if gap is not None and (writer := self.writer(trainer)):
+            writer.write_scalars(step, {"gap/train_minus_validation_accuracy": gap})
         self._flush()
 
     def write_results(self, trainer: Trainer, step: int, split: str, results: EvalResults) -> None:
         """One evaluation as scalars ``<name>/<metric>`` and a reliability diagram image."""
-        name = self.split_names.get(split, split)
         writer = self.writer(trainer)
+        if writer is None:
+            return
+        name = self.split_names.get(split, split)
         writer.write_scalars(
             step, {f"{name}/{metric}": value for metric, value in results.items() if metric != "num_examples"}
         )

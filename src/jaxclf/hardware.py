@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import logging
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,6 +71,9 @@ class HardwareConfig:
     process_id: int | None = resumable(None)
     cpu_devices: int | None = resumable(None)  # virtual CPU devices per process (hardware.platform=cpu)
     local_devices: int | None = resumable(None)  # the first N devices of each process (null: every one)
+    # JAX's persistent compilation cache: a later launch of the same programs
+    # loads them instead of compiling (null: off).
+    compilation_cache_dir: str | None = resumable("${oc.env:XDG_CACHE_HOME,'~/.cache'}/jaxclf/jax")
 
     @property
     def joins_processes(self) -> bool:
@@ -153,6 +157,8 @@ def setup(config: HardwareConfig) -> Hardware:
     Must run before anything else touches a JAX backend."""
     platform = Platform(config.platform).value
     jax.config.update("jax_platforms", platform)
+    if config.compilation_cache_dir is not None:
+        use_compilation_cache(config.compilation_cache_dir)
     if config.cpu_devices is not None:
         _set_cpu_devices(config.cpu_devices)
     if config.joins_processes:
@@ -161,8 +167,6 @@ def setup(config: HardwareConfig) -> Hardware:
         # The other GPUs are never opened: no memory taken on them.
         jax.config.update("jax_cuda_visible_devices", ",".join(map(str, range(config.local_devices))))
     devices = _devices(platform, config.local_devices)
-    if platform != Platform.cpu.value:
-        hide_accelerators_from_tensorflow()
     return Hardware(make_mesh(devices, config.mesh.fsdp), config.mesh.fsdp_min_size)
 
 
@@ -221,9 +225,21 @@ def _join_processes(config: HardwareConfig) -> None:
     logger.info("Process %d of %d; %d devices in all", jax.process_index(), jax.process_count(), jax.device_count())
 
 
-def hide_accelerators_from_tensorflow() -> None:
-    """TensorFlow (imported by TFDS and CLU's writers) must not take GPU/TPU memory."""
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")
-    tf.config.set_visible_devices([], "TPU")
+def use_compilation_cache(directory: str) -> None:
+    """Compiled programs persist in ``directory``: every one (XLA:CPU compiles
+    the default model's steps in well under JAX's default 1 s threshold, yet
+    they are most of a warm launch). A directory that cannot be created only
+    costs speed: one warning, and the run compiles as usual."""
+    path = os.path.expanduser(directory)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        logger.warning(
+            "hardware.compilation_cache_dir=%s cannot be created (%s); compiling without a cache "
+            "(set it to a writable directory, or null)",
+            directory,
+            error.strerror,
+        )
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -231,7 +231,7 @@ class Trainer:
         ``accuracy``, ``learning_rate``, ``skipped_steps``), then resets them."""
         if self._train_metrics is None:
             raise RuntimeError("take_train_metrics() reads what fit() accumulates")
-        results = {name: float(value) for name, value in self._train_metrics.compute().items()}
+        results = {name: float(value) for name, value in jax.device_get(_computed(self._train_metrics)).items()}
         self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
         return results
 
@@ -326,6 +326,9 @@ class Trainer:
         self.checkpoints.wait_until_finished()
         self.checkpoints.close()
         self._emit("teardown")
+
+
+_computed = jax.jit(TrainMetrics.compute)  # one dispatch and one read, not one per metric
 
 
 def check_micro_batches(batch_size: int, micro_batches: int, devices: int) -> None:

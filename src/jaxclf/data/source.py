@@ -45,10 +45,20 @@ def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, bui
     with _preparation_lock(builder):
         builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")  # prepared while we waited?
         if not builder.is_prepared():
+            _hide_accelerators_from_tensorflow()
             _remove_incomplete(builder)
             download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual else None
             builder.download_and_prepare(file_format="array_record", download_config=download_config)
     return builder
+
+
+def _hide_accelerators_from_tensorflow() -> None:
+    """Preparing a dataset imports TensorFlow (nothing else in a run does),
+    which must not take the GPUs' or TPUs' memory from JAX."""
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], "TPU")
 
 
 @contextlib.contextmanager

@@ -1,17 +1,66 @@
 """A pre-LayerNorm Transformer encoder: the backbone of the ViT.
 
-Attention goes through ``jax.nn.dot_product_attention`` so that GPUs can use a
-fused kernel (cuDNN flash attention) while CPUs and TPUs get XLA's own.
-Dropout and stochastic depth act only with ``train=True``.
+Attention goes through ``jax.nn.dot_product_attention``: on a GPU with
+bfloat16 or float16 activations and a head size cuDNN serves, its fused
+flash-attention kernel (``implementation="cudnn"``); elsewhere XLA's own
+(``choose_attention``). Dropout and stochastic depth act only with
+``train=True``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+import functools
+import logging
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+logger = logging.getLogger(__name__)
+
+CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
+MAX_CUDNN_HEAD_SIZE = 128  # every GPU cuDNN's flash attention supports (256 from Hopper on)
+
+
+class AttentionImpl(str, enum.Enum):
+    auto = "auto"  # cuDNN where it can serve the shape and dtype, else XLA
+    xla = "xla"
+    cudnn = "cudnn"
+
+
+def cudnn_problem(platform: str, dtype: Any, head_size: int) -> str | None:
+    """Why cuDNN's fused attention cannot serve this case, or None if it can."""
+    if platform != "gpu":
+        return f"it runs on GPUs only (this is {platform})"
+    if jnp.dtype(dtype) not in [jnp.dtype(allowed) for allowed in CUDNN_DTYPES]:
+        return f"it needs bfloat16 or float16 activations (hardware.compute_dtype is {jnp.dtype(dtype).name})"
+    if head_size > MAX_CUDNN_HEAD_SIZE or head_size % 8:
+        return f"the head size must be a multiple of 8 up to {MAX_CUDNN_HEAD_SIZE} (it is {head_size})"
+    return None
+
+
+def choose_attention(
+    requested: AttentionImpl | str, platform: str, dtype: Any, head_size: int
+) -> Literal["xla", "cudnn"]:
+    """``"cudnn"`` or ``"xla"``: what ``requested`` means on ``platform`` for
+    ``dtype`` activations and heads of ``head_size``. ``auto`` logs its choice
+    once; ``cudnn`` where cuDNN cannot serve raises a one-line ``ValueError``."""
+    requested = AttentionImpl(requested)
+    problem = cudnn_problem(platform, dtype, head_size)
+    if requested == AttentionImpl.cudnn and problem:
+        raise ValueError(f"attention_impl=cudnn cannot be used: {problem}; use attention_impl=auto or xla")
+    if requested != AttentionImpl.auto:
+        return "cudnn" if requested == AttentionImpl.cudnn else "xla"
+    chosen: Literal["xla", "cudnn"] = "xla" if problem else "cudnn"
+    _log_once(f"Attention: {chosen}" + (f" (cuDNN's fused kernel not used: {problem})" if problem else " (fused)"))
+    return chosen
+
+
+@functools.cache
+def _log_once(message: str) -> None:
+    logger.info(message)  # traced several times (init, train, eval): said once
 
 
 def check_num_heads(hidden_size: int, num_heads: int) -> None:
@@ -28,6 +77,7 @@ class SelfAttention(nn.Module):
 
     num_heads: int
     dtype: Any = jnp.float32
+    implementation: AttentionImpl = AttentionImpl.auto
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> jax.Array:
@@ -35,7 +85,8 @@ class SelfAttention(nn.Module):
         head_size = hidden_size // self.num_heads
         qkv = nn.DenseGeneral((3, self.num_heads, head_size), dtype=self.dtype, name="qkv")(tokens)
         query, key, value = (qkv[:, :, index] for index in range(3))  # each [B, T, heads, head_size]
-        attended = jax.nn.dot_product_attention(query, key, value)
+        implementation = choose_attention(self.implementation, jax.default_backend(), query.dtype, head_size)
+        attended = jax.nn.dot_product_attention(query, key, value, implementation=implementation)
         return nn.DenseGeneral(hidden_size, axis=(-2, -1), dtype=self.dtype, name="out")(attended)
 
 
@@ -78,10 +129,11 @@ class EncoderBlock(nn.Module):
     dropout: float = 0.0
     drop_path: float = 0.0
     dtype: Any = jnp.float32
+    attention_impl: AttentionImpl = AttentionImpl.auto
 
     @nn.compact
     def __call__(self, tokens: jax.Array, *, train: bool) -> jax.Array:
-        branch = SelfAttention(self.num_heads, self.dtype, name="attention")(
+        branch = SelfAttention(self.num_heads, self.dtype, self.attention_impl, name="attention")(
             nn.LayerNorm(dtype=self.dtype, name="norm1")(tokens)
         )
         branch = nn.Dropout(self.dropout, deterministic=not train)(branch)
@@ -106,6 +158,7 @@ class TransformerBackbone(nn.Module):
     dropout: float = 0.0
     drop_path: float = 0.0
     dtype: Any = jnp.float32
+    attention_impl: AttentionImpl = AttentionImpl.auto
 
     def __post_init__(self) -> None:
         check_num_heads(self.hidden_size, self.num_heads)
@@ -116,7 +169,8 @@ class TransformerBackbone(nn.Module):
         mlp_size = int(self.hidden_size * self.mlp_ratio)
         for index in range(self.depth):
             rate = self.drop_path * index / max(self.depth - 1, 1)
-            tokens = EncoderBlock(self.num_heads, mlp_size, self.dropout, rate, self.dtype, name=f"block_{index}")(
-                tokens, train=train
+            block = EncoderBlock(
+                self.num_heads, mlp_size, self.dropout, rate, self.dtype, self.attention_impl, name=f"block_{index}"
             )
+            tokens = block(tokens, train=train)
         return nn.LayerNorm(dtype=self.dtype, name="norm")(tokens)

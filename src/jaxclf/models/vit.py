@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxclf.models.backbone import TransformerBackbone, check_num_heads
+from jaxclf.models.backbone import AttentionImpl, TransformerBackbone, check_num_heads
 from jaxclf.models.modalities import ClassifierHead, Patch, Pool, PositionEmbedding
 
 
@@ -27,6 +27,7 @@ class ViT(nn.Module):
     pool: Pool = Pool.cls
     head_zero_init: bool = False
     dtype: Any = jnp.float32
+    attention_impl: AttentionImpl = AttentionImpl.auto  # cuDNN's fused kernel where it serves (GPU, bf16/f16)
 
     def __post_init__(self) -> None:
         check_num_heads(self.hidden_size, self.num_heads)
@@ -44,6 +45,7 @@ class ViT(nn.Module):
             self.dropout,
             self.drop_path,
             self.dtype,
+            self.attention_impl,
             name="backbone",
         )(tokens, train=train)
         return ClassifierHead(self.num_classes, self.pool, self.head_zero_init, self.dtype, name="head")(tokens)
