@@ -32,7 +32,7 @@ from hydra.utils import instantiate
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.train_state import count_params, create_train_state
-from overhead import trainer_steps_per_sec  # bench/ is this script's directory
+from overhead import configured, trainer_timing  # bench/ is this script's directory
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MODELS = {"mlp": [], "vit_s16": ["model=vit_s16", "data=imagenet2012"]}  # the default model; ViT-S/16 at 224x224
@@ -83,11 +83,13 @@ def save_times(overrides: list[str], repeats: int) -> dict[str, float]:
 
 def training_steps_per_sec(steps: int, checkpoint_every: int, data_dir: str | None) -> float:
     """The default model's steps/s over the second half of ``steps`` (the first compiles)."""
-    cfg = _compose(
-        [*([f"data.data_dir={data_dir}"] if data_dir else []), "callbacks.tensorboard.reliability_diagrams=false"]
-    )
+    overrides = [
+        *([f"data.data_dir={data_dir}"] if data_dir else []),
+        "callbacks.tensorboard.reliability_diagrams=false",
+    ]
     warmup = steps // 2
-    return trainer_steps_per_sec(cfg, warmup, steps - warmup, cfg.trainer.steps_per_call, checkpoint_every)
+    cfg = configured(overrides, warmup, steps - warmup, None, checkpoint_every=checkpoint_every)
+    return (steps - warmup) / trainer_timing(cfg, warmup, steps - warmup).wall_s
 
 
 def main() -> None:

@@ -1,47 +1,63 @@
-"""Input pipeline throughput: images/s the loader delivers against images/s the
-default training step consumes, on this machine, in one run.
+"""Input pipeline: does the loader keep the training step fed?
 
-Three inputs:
+For each input shape, the real training step of a model sized for it runs
+twice in this one process, the two alternating over ``--repeats``: fed by
+``TrainLoader.batches`` (indices, gather or decode, augmentation, device
+arrays, prefetch threads, all sharing the machine with the step), and fed
+one device-resident batch (no input work at all). Their ratio is the share
+of the step's speed the input pipeline keeps: 1.00 means the loader costs
+nothing. The step is ``Classifier.train_steps`` (normalisation on device,
+the metrics merged), one step per call.
 
-* ``digits``: the embedded dataset as ``python launch.py`` reads it (in memory);
+* ``digits``: the embedded dataset as ``python launch.py`` reads it, the MLP;
 * ``cifar``: CIFAR-shaped synthetic data (50,000 32x32x3 uint8 images in
-  memory) with pad-4 crop and flip;
-* ``imagenet``: ImageNet-shaped synthetic data: JPEG-encoded 224x224 images
-  decoded per batch with an Inception crop and flip, as ``data=imagenet2012``.
+  memory) with pad-4 crop and flip, ResNet-18 (CIFAR stem);
+* ``imagenet``: JPEG-encoded 224x224 images decoded per batch with an
+  Inception crop and flip (as ``data=imagenet2012``), ViT-Ti/16.
 
-The loader figure is ``TrainLoader.batches`` end to end (indices, gather or
-decode, augment, global device arrays, prefetch threads), timed
-over whole jitted-call chunks. The demand is the default model's (the MLP)
-fused ``train_steps`` on uint8 batches already on device (normalised on
-device, as the Trainer does), at the same input shape.
-
-    python bench/input.py [--calls 30] [--steps-per-call 10] [--workers 4]
+    python bench/input.py [--repeats 3] [--workers 4] [--data-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
+import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import numpy as np
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf import hardware as hardware_lib
 from jaxclf.data.augment import Augmenter
-from jaxclf.data.loader import Normalizer, TrainLoader
-from jaxclf.data.splits import EncodedSplit, InMemorySplit, build_splits
+from jaxclf.data.loader import TrainLoader
+from jaxclf.data.splits import EncodedSplit, InMemorySplit, Split, build_splits
+from jaxclf.hardware import Hardware
 from jaxclf.metrics import TrainMetrics
-from jaxclf.train_state import create_train_state, train_steps
+from jaxclf.run import build_classifier
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    overrides: tuple[str, ...]  # the model and the data shape
+    batch_size: int
+    steps: int  # timed steps per measurement
+
+
+CASES = (
+    Case("digits", ("model=mlp",), 128, 300),
+    Case("cifar", ("model=resnet18", "model.stem=cifar", "data=synthetic", "data.image_shape=[32,32,3]"), 64, 8),
+    Case("imagenet", ("model=vit_ti16", "data=synthetic", "data.num_classes=1000"), 16, 4),
+)
 
 
 def digits_split(data_dir: str | None) -> InMemorySplit:
@@ -72,6 +88,7 @@ def imagenet_split(num_images: int, workers: int) -> EncodedSplit:
 
 
 def loader_images_per_sec(loader: TrainLoader, calls: int, steps_per_call: int) -> float:
+    """The loader alone: images/s of ``batches`` over ``calls`` calls (after one untimed)."""
     jax.block_until_ready(loader.batches(0, steps_per_call))  # warm-up: first call, threads started
     start = time.perf_counter()
     for call in range(1, calls + 1):
@@ -79,60 +96,77 @@ def loader_images_per_sec(loader: TrainLoader, calls: int, steps_per_call: int) 
     return calls * steps_per_call * loader.batch_size / (time.perf_counter() - start)
 
 
-def demand_images_per_sec(image_shape: tuple[int, ...], batch_size: int, steps_per_call: int, calls: int) -> float:
-    """The default model's fused training steps on device-resident uint8 batches,
-    normalised on device as the Trainer does."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config")
-    model, tx, objective = instantiate(cfg.model), instantiate(cfg.optim), instantiate(cfg.loss)
-    state = create_train_state(model, tx, image_shape, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    batches = {
-        "image": jax.device_put(rng.integers(0, 256, size=(steps_per_call, batch_size, *image_shape), dtype=np.uint8)),
-        "label": jax.device_put(rng.integers(0, 10, size=(steps_per_call, batch_size), dtype=np.int32)),
-    }
-    normalize = Normalizer([127.5] * image_shape[-1], [64.0] * image_shape[-1])
-    step = jax.jit(
-        lambda s, m, b: train_steps(s, m, {**b, "image": normalize(b["image"])}, objective), donate_argnums=(0, 1)
-    )
-    metrics = TrainMetrics.empty()
-    state, metrics, _ = step(state, metrics, batches)
-    jax.block_until_ready(state)
+class Step:
+    """One case's compiled training step and its state."""
+
+    def __init__(self, case: Case):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=[*case.overrides, f"data.batch_size={case.batch_size}"])
+        self.classifier = build_classifier(cfg)
+        self.state = jax.jit(self.classifier.init)(jax.random.PRNGKey(0))
+        self.metrics = TrainMetrics.empty()
+        self._step = jax.jit(self.classifier.train_steps, donate_argnums=(0, 1))
+
+    def __call__(self, batches) -> None:
+        self.state, self.metrics = self._step(self.state, self.metrics, batches, self.classifier.objective)
+
+
+def images_per_sec(step: Step, next_batches, batch_size: int, steps: int) -> float:
+    """Training images/s over ``steps`` steps after one untimed (compilation, the loader's threads)."""
+    step(next_batches(0))
+    jax.block_until_ready(step.state)
     start = time.perf_counter()
-    for _ in range(calls):
-        state, metrics, _ = step(state, metrics, batches)
-    jax.block_until_ready(state)
-    return calls * steps_per_call * batch_size / (time.perf_counter() - start)
+    for index in range(1, steps + 1):
+        step(next_batches(index))
+    jax.block_until_ready(step.state)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def measure(case: Case, split: Split, hardware: Hardware, workers: int, repeats: int) -> dict[str, list[float]]:
+    step = Step(case)
+    loader = TrainLoader(split, case.batch_size, 0, hardware, prefetch=2, workers=workers)
+    resident = loader.batches(0, 1)
+    feeds = {"fed by the loader": lambda index: loader.batches(index, 1), "device-resident": lambda _: resident}
+    rates: dict[str, list[float]] = {name: [] for name in feeds}
+    for repeat in range(repeats):
+        for name in feeds if repeat % 2 == 0 else reversed(list(feeds)):
+            rates[name].append(images_per_sec(step, feeds[name], case.batch_size, case.steps))
+    rates["loader alone"] = [loader_images_per_sec(loader, case.steps, 1)]
+    loader.close()
+    return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=30, help="timed jitted-call chunks per measurement")
-    parser.add_argument("--steps-per-call", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating measurements of each feed")
     parser.add_argument("--workers", type=int, default=4, help="host threads (data.workers)")
-    parser.add_argument("--imagenet-images", type=int, default=512, help="distinct JPEGs generated")
+    parser.add_argument("--imagenet-images", type=int, default=256, help="distinct JPEGs generated")
+    parser.add_argument("--cases", nargs="+", default=[case.name for case in CASES], help="a subset of the cases")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiplies each case's timed steps")
     parser.add_argument("--data-dir", default=None, help="TFDS data dir holding (or receiving) the digits")
     args = parser.parse_args()
 
     hardware = hardware_lib.setup(hardware_lib.HardwareConfig())
-    inputs = {
-        "digits": digits_split(args.data_dir),
-        "cifar": cifar_split(),
-        "imagenet": imagenet_split(args.imagenet_images, args.workers),
+    splits = {
+        "digits": lambda: digits_split(args.data_dir),
+        "cifar": cifar_split,
+        "imagenet": lambda: imagenet_split(args.imagenet_images, args.workers),
     }
-    cores = os.cpu_count() or 1
-    print(f"{cores} cores; batch {args.batch_size}; {args.steps_per_call} steps per call; {args.workers} workers")
-    print(f"{'input':<10}{'loader img/s':>14}{'per core':>10}{'step demand img/s':>20}{'loader / demand':>17}")
-    for name, split in inputs.items():
-        calls = args.calls if name != "imagenet" else max(1, args.calls // 10)
-        steps_per_call = args.steps_per_call if name != "imagenet" else 1
-        loader = TrainLoader(split, args.batch_size, 0, hardware, prefetch=2, workers=args.workers)
-        supply = loader_images_per_sec(loader, calls, steps_per_call)
-        loader.close()
-        shape = split.images.shape[1:] if isinstance(split, InMemorySplit) else split.image_shape
-        demand = demand_images_per_sec(tuple(shape), args.batch_size, args.steps_per_call, args.calls)
-        print(f"{name:<10}{supply:>14.0f}{supply / cores:>10.0f}{demand:>20.0f}{supply / demand:>17.2f}")
+    print(f"{args.workers} loader threads; one step per call; {args.repeats} alternating repeats; medians")
+    print(f"{'input':<10}{'model':<26}{'batch':>6}{'fed img/s':>11}{'resident img/s':>16}{'fed / resident':>16}")
+    for case in CASES:
+        if case.name not in args.cases:
+            continue
+        case = Case(case.name, case.overrides, case.batch_size, max(1, round(case.steps * args.steps_scale)))
+        rates = measure(case, splits[case.name](), hardware, args.workers, args.repeats)
+        fed, resident = rates["fed by the loader"], rates["device-resident"]
+        ratios = ", ".join(f"{f / r:.2f}" for f, r in zip(fed, resident, strict=True))
+        model = " ".join(override for override in case.overrides if override.startswith("model"))
+        print(
+            f"{case.name:<10}{model:<26}{case.batch_size:>6}{statistics.median(fed):>11.0f}"
+            f"{statistics.median(resident):>16.0f}{statistics.median(fed) / statistics.median(resident):>16.2f}"
+            f"   (each: {ratios}; the loader alone: {rates['loader alone'][0]:.0f} img/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -75,7 +75,16 @@ class Stopwatch(Callback):
             self.elapsed = Timing.start().since(self._start)
 
 
-def configured(overrides: list[str], warmup: int, steps: int, steps_per_call: int, policy: str):
+def configured(
+    overrides: list[str],
+    warmup: int,
+    steps: int,
+    steps_per_call: int | None,
+    policy: str = "stop",
+    checkpoint_every: int | None = None,
+):
+    """The config of a timed run: evaluation (and, unless ``checkpoint_every``,
+    checkpoints) only at the end, the progress bar off."""
     total = warmup + steps
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(
@@ -83,10 +92,10 @@ def configured(overrides: list[str], warmup: int, steps: int, steps_per_call: in
             overrides=[
                 *overrides,
                 f"trainer.max_steps={total}",
-                f"trainer.steps_per_call={steps_per_call}",
+                f"trainer.steps_per_call={'null' if steps_per_call is None else steps_per_call}",
                 f"trainer.on_nonfinite={policy}",
                 f"callbacks.evaluation.every_steps={total}",
-                f"callbacks.checkpoint.every_steps={total}",
+                f"callbacks.checkpoint.every_steps={checkpoint_every or total}",
                 "callbacks.progress_bar=null",
             ],
         )

@@ -48,7 +48,8 @@ def images_per_sec(cfg, hardware: Hardware, per_device_batch: int, warmup: int, 
         trainer.fit(classifier, data)
         trainer.close()
     data.close()
-    return steps * cfg.data.batch_size / stopwatch.seconds
+    assert stopwatch.elapsed is not None
+    return steps * cfg.data.batch_size / stopwatch.elapsed.wall_s
 
 
 def main() -> None:

@@ -31,9 +31,15 @@ def test_overhead_benchmark_runs(data_dir):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith(("bare loop", "Trainer"))]
-    assert len(rows) == 3
-    assert rows[0].split()[-1] == "1.000"  # the baseline's ratio to itself
+    rows = [line.split() for line in result.stdout.splitlines() if line.split()[1:2] in (["stop"], ["skip"])]
+    # Both loops at 1 and 10 steps per call, under each policy.
+    assert [(row[0], row[1], row[-3]) for row in rows[::2]] == [
+        ("1", "stop", "loop"),
+        ("1", "skip", "loop"),
+        ("10", "stop", "loop"),
+        ("10", "skip", "loop"),
+    ]
+    assert result.stdout.count("steps/call, ") == 4  # a ratio line per pair
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -50,19 +56,26 @@ def test_models_benchmark_runs():
 def test_input_benchmark_runs(data_dir):
     result = _run(
         "bench/input.py",
-        "--calls",
-        "1",
-        "--steps-per-call",
-        "1",
-        "--batch-size",
-        "16",
-        "--imagenet-images",
-        "16",
-        "--data-dir",
-        data_dir,
+        *("--repeats", "1", "--steps-scale", "0.01", "--imagenet-images", "16", "--data-dir", data_dir),
     )
     assert result.returncode == 0, result.stderr
-    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["digits", "cifar", "imagenet"]
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("digits", "model=mlp"),
+        ("cifar", "model=resnet18"),
+        ("imagenet", "model=vit_ti16"),
+    ]
+
+
+def test_device_benchmark_dry_run_compiles_the_same_programs_on_the_cpu():
+    result = subprocess.run(
+        ["bash", "bench/device.sh", "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("ViT", "ResNet"))]
+    assert [row.split()[0] for row in rows] == ["ViT-S/16", "ViT-B/16", "ResNet-50"]
+    assert not [row for row in rows if "failed" in row], rows
+    assert "ImageNet input pipeline" in result.stdout
 
 
 def test_checkpoint_benchmark_runs(data_dir):

@@ -343,3 +343,30 @@ def test_the_loop_reads_the_device_only_where_a_callback_is_due(
         trainer.close()
         data.close()
     assert counts[0] == counts[1] <= 4, counts
+
+
+def test_a_training_steps_flops_estimate_matches_the_dense_layers_closed_form():
+    from jaxclf.describe import train_step_flops
+
+    model = MLP(num_classes=10, hidden_sizes=(256, 256))
+    # Forward: a multiply-add (2 FLOPs) per weight per example; backward about twice that.
+    weights = 64 * 256 + 256 * 256 + 256 * 10
+    expected = 3 * 2 * weights * 128
+    assert train_step_flops(model, (8, 8, 1), 128) == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize(("model", "calls"), [("mlp", [10, 20, 30]), ("vit", [1, 2, 3])])
+def test_by_default_only_cheap_steps_are_fused(compose, data_dir, tmp_path, model, calls):
+    """The MLP's step (~0.1 GFLOP) is fused 10 to a call; the small ViT's (~3 GFLOP) runs alone."""
+    trainer, classifier, data = _build(
+        compose,
+        data_dir,
+        tmp_path,
+        f"model={model}",
+        "trainer.max_steps=3" if model == "vit" else "trainer.max_steps=30",
+    )
+    trainer.fit(classifier, data)
+    trainer.close()
+    data.close()
+    recorder = _callback(trainer, "recorder")
+    assert [event[1] for event in recorder.events if event[0] == "train_steps_end"] == calls

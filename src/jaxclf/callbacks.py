@@ -10,7 +10,7 @@ Events (``step`` is the number of training steps completed):
 
 - ``on_fit_start(trainer, state)``: after initialisation or resume;
 - ``on_train_steps_end(trainer, state, step)``: after each jitted call, which
-  runs ``trainer.config.steps_per_call`` steps or fewer; calls never cross a
+  runs ``trainer.steps_per_call`` steps or fewer; calls never cross a
   multiple of any callback's ``every_steps``;
 - ``on_eval_end(trainer, state, step, split, results)``: an evaluation during
   ``fit`` (``trainer.evaluate``);
@@ -273,7 +273,8 @@ class TensorBoardLogger(Callback):
         self.every_steps, self.reliability_diagrams = every_steps, reliability_diagrams
         self.split_names = dict(split_names or {"train": "train_eval", "validation": "eval", "test": "test"})
         self._writer: TensorBoardWriter | None = None
-        self._clock: tuple[int, float] = (0, 0.0)  # (step, time) of the last training metrics written
+        self._clock: tuple[int, float] = (0, 0.0)  # (step, time) of the last training metrics taken
+        self._taken: tuple[int, Mapping[str, jax.Array], float] | None = None  # not yet written
 
     def writer(self, trainer: Trainer) -> TensorBoardWriter | None:
         """Process 0's writer, opened on first use (a run that writes nothing
@@ -289,21 +290,33 @@ class TensorBoardLogger(Callback):
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
         if is_due(step, self.every_steps):
-            self._write_train_metrics(trainer, step)
+            self._take_train_metrics(trainer, step)
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
         if int(state.step) > self._clock[0]:  # steps after the last full period
-            self._write_train_metrics(trainer, int(state.step))
-        self._flush()
+            self._take_train_metrics(trainer, int(state.step))
+        self._flush(trainer)
 
-    def _write_train_metrics(self, trainer: Trainer, step: int) -> None:
-        scalars = trainer.take_train_metrics()
+    def _take_train_metrics(self, trainer: Trainer, step: int) -> None:
+        """Takes this period's training metrics, still on their way from the
+        device, and writes the previous period's, which have arrived: logging
+        never makes the device wait."""
+        metrics = trainer.take_train_metrics()
         last_step, last_time = self._clock
         now = time.monotonic()
-        scalars["steps_per_sec"] = (step - last_step) / max(now - last_time, 1e-9)
-        if writer := self.writer(trainer):
-            writer.write_scalars(step, {f"train/{name}": value for name, value in scalars.items()})
+        steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
+        self._write_taken(trainer)
+        self._taken = (step, metrics, steps_per_sec)
         self._clock = (step, now)
+
+    def _write_taken(self, trainer: Trainer) -> None:
+        if self._taken is None:
+            return
+        step, metrics, steps_per_sec = self._taken
+        self._taken = None
+        scalars = {f"train/{name}": float(value) for name, value in metrics.items()}
+        if writer := self.writer(trainer):
+            writer.write_scalars(step, {**scalars, "train/steps_per_sec": steps_per_sec})
 
     def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
         self.write_results(trainer, step, split, results)
@@ -315,7 +328,7 @@ class TensorBoardLogger(Callback):
         gap = train_minus_validation_accuracy(results)
         if gap is not None and (writer := self.writer(trainer)):
             writer.write_scalars(step, {"gap/train_minus_validation_accuracy": gap})
-        self._flush()
+        self._flush(trainer)
 
     def write_results(self, trainer: Trainer, step: int, split: str, results: EvalResults) -> None:
         """One evaluation as scalars ``<name>/<metric>`` and a reliability diagram image."""
@@ -332,9 +345,10 @@ class TensorBoardLogger(Callback):
             writer.write_images(step, {f"{name}/reliability_diagram": image[None]})
 
     def on_save_checkpoint(self, trainer: Trainer, step: int) -> None:
-        self._flush()  # what a checkpoint covers is on disk before it
+        self._flush(trainer)  # what a checkpoint covers is on disk before it
 
-    def _flush(self) -> None:
+    def _flush(self, trainer: Trainer) -> None:
+        self._write_taken(trainer)
         if self._writer is not None:
             self._writer.flush()
 

@@ -28,8 +28,18 @@ def forward_flops(
     return compiled_flops(jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images).compile())
 
 
+def train_step_flops(model: nn.Module, image_shape: tuple[int, ...], batch_size: int) -> float:
+    """An estimate of one training step's FLOPs over ``batch_size`` images:
+    three forward passes' worth (the backward pass costs about two), counted
+    on the unoptimised program, so nothing is compiled."""
+    variables = abstract_variables(model, image_shape)
+    images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
+    lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images)
+    return 3 * compiled_flops(lowered)
+
+
 def compiled_flops(compiled: Any) -> float:
-    """FLOPs of a compiled JAX computation, from XLA's cost analysis (NaN if absent)."""
+    """FLOPs of a compiled (or lowered) JAX computation, from XLA's cost analysis (NaN if absent)."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, list):  # older JAX: one dict per device program
         analysis = analysis[0]

@@ -14,15 +14,18 @@ import enum
 import functools
 import logging
 import signal
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from jaxclf import runs
 from jaxclf.callbacks import Callback
 from jaxclf.checkpointing import Retention
 from jaxclf.data.loader import DataModule
+from jaxclf.describe import train_step_flops
 from jaxclf.errors import ConfigError, NonFiniteError, Preempted
 from jaxclf.evaluation import EvalResults, Evaluator
 from jaxclf.hardware import Hardware
@@ -45,8 +48,9 @@ class TrainerConfig:
 
     max_steps: int = resumable(300)
     # Training steps fused into one jitted call (lax.scan); calls never cross
-    # a callback's period (logging, evaluation, checkpoints).
-    steps_per_call: int = resumable(10)
+    # a callback's period (logging, evaluation, checkpoints). null: chosen by
+    # the step's cost (fused_steps_per_call).
+    steps_per_call: Optional[int] = resumable(None)
     # Each step's batch is split into this many micro-batches whose gradients
     # are averaged before the one update (lax.scan): a big batch in small
     # memory. Like the mesh, it may change on resume (e.g. onto fewer devices).
@@ -100,6 +104,7 @@ class Trainer:
         self.should_stop = False  # a callback sets it to end fit after the current call
         self._compiled: _Compiled | None = None
         self._train_metrics: TrainMetrics | None = None
+        self.steps_per_call = config.steps_per_call or FUSED_STEPS  # settled by the data fit is given
 
     # -- state ----------------------------------------------------------------
 
@@ -166,7 +171,7 @@ class Trainer:
         saved is left alone (returns False)."""
         if step in self.checkpoints.steps():
             return False
-        self.check_updates(state, step)  # a halted state is never saved
+        self.check_updates(state)  # a halted state is never saved
         self._emit("on_save_checkpoint", step)
         states = {callback.state_key: callback.state_dict() for callback in self.callbacks}
         meta = {
@@ -188,11 +193,12 @@ class Trainer:
         """Trains from ``state`` (default: the initial or resumed state) up to
         ``config.max_steps`` or until a callback sets ``should_stop``.
 
-        The loop never waits for the device between calls: it reads the state
-        (for non-finite updates) only at the steps where a callback is due
-        (logging, evaluation, checkpoints), before a checkpoint, and at the end.
-        With several processes, they agree on a preemption signal at those
-        steps too.
+        The loop never waits for the device: it learns of non-finite updates
+        from a copy of the state's counts that it starts at each step where
+        a callback is due (logging, evaluation, checkpoints) and reads at the
+        next one, so the host runs at most one period ahead. Saving a
+        checkpoint, evaluating and the end read the state itself. With
+        several processes, they agree on a preemption signal at due steps.
         """
         if data.train is None:
             raise ValueError("fit needs training data (DataModule.train)")
@@ -200,23 +206,28 @@ class Trainer:
         state = self.initial_state(classifier, seed) if state is None else state
         step = int(jax.device_get(state.step))
         periods = [callback.every_steps for callback in self.callbacks if callback.every_steps]
+        counts: jax.Array | None = None  # [skipped_steps, step], copying to the host since the last due step
         self._emit("on_fit_start", state)
         with PreemptionGuard() as preemption:  # a signal to any process stops all of them at the same step
             while step < self.config.max_steps and not self.should_stop:  # the host's count
                 num_steps = self._steps_in_next_call(step, periods)
                 batches = data.train.batches(step, num_steps)
-                state, self._train_metrics = compiled.train_steps(
+                state, self._train_metrics, latest_counts = compiled.train_steps(
                     state, self._train_metrics, batches, compiled.objective
                 )
                 step += num_steps
                 due = step == self.config.max_steps or any(step % period == 0 for period in periods)
                 if due:
-                    self.check_updates(state, step)  # a callback may read or save the state now
+                    if counts is not None:
+                        self._check_counts(*np.asarray(counts))  # arrived by now (or the device is behind)
+                    counts = latest_counts
+                    counts.copy_to_host_async()
                 self._emit("on_train_steps_end", state, step)
                 if due or jax.process_count() == 1:  # agreeing across processes is a collective
                     received = preemption.received_by_any_process()
                     if received is not None:
                         self._save_and_stop(state, received)
+        self.check_updates(state)
         self._emit("on_fit_end", state)
         return state
 
@@ -224,22 +235,29 @@ class Trainer:
         """Steps to fuse into the next call: at most ``steps_per_call``, never
         crossing ``max_steps`` or a multiple of a callback's ``every_steps``."""
         boundary = min([self.config.max_steps] + [(step // period + 1) * period for period in periods])
-        return min(self.config.steps_per_call, boundary - step)
+        return min(self.steps_per_call, boundary - step)
 
-    def take_train_metrics(self) -> dict[str, float]:
+    def take_train_metrics(self) -> dict[str, jax.Array]:
         """The training metrics accumulated since the last call (``loss``,
-        ``accuracy``, ``learning_rate``, ``skipped_steps``), then resets them."""
+        ``accuracy``, ``learning_rate``, ``skipped_steps``), then resets them.
+        Their copy to the host has begun but is not waited for: read them
+        (``float``) later, and the device never waits for the host."""
         if self._train_metrics is None:
             raise RuntimeError("take_train_metrics() reads what fit() accumulates")
-        results = {name: float(value) for name, value in jax.device_get(_computed(self._train_metrics)).items()}
+        results = _computed(self._train_metrics)
+        for value in results.values():
+            value.copy_to_host_async()
         self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
         return results
 
-    def check_updates(self, state: TrainState, steps: int) -> None:
+    def check_updates(self, state: TrainState) -> None:
         """Raises ``NonFiniteError`` if ``state`` halted on a non-finite update
         (``on_nonfinite=stop``) or skipped more than ``max_skipped_fraction``
-        of its ``steps`` updates (``skip``). One read from the device."""
-        skipped, applied = (int(value) for value in jax.device_get((state.skipped_steps, state.step)))
+        of its updates (``skip``). One read from the device."""
+        self._check_counts(*jax.device_get((state.skipped_steps, state.step)))
+
+    def _check_counts(self, skipped: int, steps: int) -> None:
+        """``check_updates`` of a state that skipped ``skipped`` updates and counts ``steps`` steps."""
         if self.config.on_nonfinite == NonFinitePolicy.stop and skipped:
             self.checkpoints.wait_until_finished()
             latest = self.checkpoints.latest_step()
@@ -247,7 +265,7 @@ class Trainer:
                 f"step {latest} in {self.checkpoints.directory}" if latest is not None else "none (no checkpoint yet)"
             )
             raise NonFiniteError(
-                f"non-finite loss or gradients at step {applied + 1} (the update was not applied); last good "
+                f"non-finite loss or gradients at step {steps + 1} (the update was not applied); last good "
                 f"checkpoint: {last_good}; lower optim.learning_rate, set optim.grad_clip_norm, or set "
                 "trainer.on_nonfinite=skip"
             )
@@ -274,6 +292,7 @@ class Trainer:
         """Metrics of ``state`` on the named split of the data given to ``fit``
         or ``test``; callbacks hear ``on_eval_end``."""
         compiled = self._require_compiled()
+        self.check_updates(state)  # a halted state is never evaluated
         results = compiled.evaluator(state, compiled.data.eval_splits[split])
         self._emit("on_eval_end", state, int(state.step), split, results)
         return results
@@ -293,12 +312,17 @@ class Trainer:
         if self._compiled is None or self._compiled.classifier is not classifier or self._compiled.data is not data:
             if data.train is not None:
                 check_micro_batches(data.train.batch_size, self.config.accumulate_steps, self.hardware.num_devices)
+                self.steps_per_call = self.config.steps_per_call or self._chosen_steps_per_call(
+                    classifier, data.train.batch_size
+                )
             replicated = self.hardware.replicated
             state_shardings = self.hardware.state_shardings(classifier.abstract_state())
-            train_steps = functools.partial(
-                classifier.train_steps,
-                accumulate_steps=self.config.accumulate_steps,
-                halt_on_nonfinite=self.config.on_nonfinite == NonFinitePolicy.stop,
+            train_steps = _with_counts(
+                functools.partial(
+                    classifier.train_steps,
+                    accumulate_steps=self.config.accumulate_steps,
+                    halt_on_nonfinite=self.config.on_nonfinite == NonFinitePolicy.stop,
+                )
             )
             self._compiled = _Compiled(
                 classifier=classifier,
@@ -306,11 +330,19 @@ class Trainer:
                 objective=jax.device_put(classifier.objective, replicated),
                 # The state keeps its layout from call to call (sharded by the
                 # mesh's rule); the metrics stay replicated.
-                train_steps=jax.jit(train_steps, donate_argnums=(0, 1), out_shardings=(state_shardings, replicated)),
+                train_steps=jax.jit(
+                    train_steps, donate_argnums=(0, 1), out_shardings=(state_shardings, replicated, replicated)
+                ),
                 evaluator=Evaluator(classifier, self.hardware, data.eval_batch_size, data.num_classes),
             )
             self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
         return self._compiled
+
+    def _chosen_steps_per_call(self, classifier: Classifier, batch_size: int) -> int:
+        flops = train_step_flops(classifier.model, classifier.image_shape, batch_size)
+        chosen = fused_steps_per_call(flops)
+        logger.info("trainer.steps_per_call=%d (chosen: about %.2g FLOPs per step)", chosen, flops)
+        return chosen
 
     def _require_compiled(self) -> _Compiled:
         if self._compiled is None:
@@ -328,7 +360,30 @@ class Trainer:
         self._emit("teardown")
 
 
-_computed = jax.jit(TrainMetrics.compute)  # one dispatch and one read, not one per metric
+FUSE_BELOW_FLOPS = 1e9
+FUSED_STEPS = 10
+
+
+def fused_steps_per_call(step_flops: float) -> int:
+    """``FUSED_STEPS`` for a step of under ``FUSE_BELOW_FLOPS`` (there, a
+    call's dispatch is a visible share of it: the default MLP trains faster
+    fused), else 1: a costly step gains nothing from fusing, and XLA:CPU runs
+    large loop bodies slower than the same step alone (README, "Benchmarks")."""
+    return FUSED_STEPS if step_flops < FUSE_BELOW_FLOPS else 1
+
+
+_computed = jax.jit(TrainMetrics.compute)  # one dispatch, not one per metric
+
+
+def _with_counts(train_steps: Callable[..., tuple[TrainState, TrainMetrics]]) -> Callable[..., Any]:
+    """``train_steps`` that also returns ``[skipped_steps, step]`` of the new
+    state: a small array of its own, readable after the state is donated."""
+
+    def with_counts(*args: Any) -> tuple[TrainState, TrainMetrics, jax.Array]:
+        state, metrics = train_steps(*args)
+        return state, metrics, jnp.stack([state.skipped_steps, jnp.asarray(state.step, state.skipped_steps.dtype)])
+
+    return with_counts
 
 
 def check_micro_batches(batch_size: int, micro_batches: int, devices: int) -> None:
