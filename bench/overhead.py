@@ -16,7 +16,7 @@ the order alternating between repeats. Printed: wall and process-CPU time
 per step (medians), the Trainer / bare-loop ratio of steps/s (median, and
 every repeat).
 
-    python bench/overhead.py [--steps 2000] [--repeats 5] [hydra overrides ...]
+    python bench/overhead.py [--steps 1000] [--repeats 9] [hydra overrides ...]
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def bare_loop_timing(cfg, warmup: int, steps: int) -> Timing:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000, help="timed steps per measurement")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved measurements of each loop")
+    parser.add_argument("--steps", type=int, default=1000, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved measurements of each loop")
     parser.add_argument("--warmup", type=int, default=100, help="untimed steps first (compilation)")
     parser.add_argument("--steps-per-call", type=int, nargs="+", default=[1, 10])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=linear")

@@ -247,7 +247,7 @@ class Trainer:
         results = _computed(self._train_metrics)
         for value in results.values():
             value.copy_to_host_async()
-        self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
+        self._train_metrics = jax.device_put(_empty_metrics(), self.hardware.replicated)
         return results
 
     def check_updates(self, state: TrainState) -> None:
@@ -335,7 +335,7 @@ class Trainer:
                 ),
                 evaluator=Evaluator(classifier, self.hardware, data.eval_batch_size, data.num_classes),
             )
-            self._train_metrics = jax.device_put(TrainMetrics.empty(), self.hardware.replicated)
+            self._train_metrics = jax.device_put(_empty_metrics(), self.hardware.replicated)
         return self._compiled
 
     def _chosen_steps_per_call(self, classifier: Classifier, batch_size: int) -> int:
@@ -373,6 +373,12 @@ def fused_steps_per_call(step_flops: float) -> int:
 
 
 _computed = jax.jit(TrainMetrics.compute)  # one dispatch, not one per metric
+
+
+@functools.cache
+def _empty_metrics() -> TrainMetrics:
+    """``TrainMetrics.empty()`` on the host: resetting is a copy, not a computation per field."""
+    return jax.tree.map(np.asarray, TrainMetrics.empty())
 
 
 def _with_counts(train_steps: Callable[..., tuple[TrainState, TrainMetrics]]) -> Callable[..., Any]:
