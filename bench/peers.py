@@ -1,0 +1,183 @@
+"""jaxclf against PyTorch on the same work: training steps/s of the same
+architecture, batch, loss (cross-entropy) and optimizer (AdamW), one step per
+call on a batch already in memory, on this machine's CPU threads.
+
+Peers: PyTorch eager and ``torch.compile`` (inductor), the ViT built from
+PyTorch's own ``nn.TransformerEncoder`` (pre-LayerNorm blocks, GELU, fused
+scaled-dot-product attention) to the same shapes and parameter count as
+jaxclf's model (timm's ``VisionTransformer`` is the same network, but timm
+needs torchvision, which has no CPU build for the installed torch here):
+
+* ``vit``: the small digits ViT (8x8x1 images, patch 2, width 64, depth 4,
+  4 heads, MLP ratio 2, global average pooling; batch 128);
+* ``vit_ti16``: ViT-Ti/16 at 224x224x3 (width 192, depth 12, 3 heads, class
+  token; batch 16).
+
+The peers run in turn for ``--repeats`` rounds in this one process (the
+order rotating), every repeat is printed, and the ratios are of medians.
+torch is not one of jaxclf's dependencies: install it for this script alone
+(``pip install torch``, a CPU build where there is one).
+
+    python bench/peers.py [--models vit vit_ti16] [--steps 20] [--repeats 5] [--no-compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+import jaxclf.config  # noqa: F401  (registers the schema)
+from jaxclf.run import build_classifier
+from jaxclf.train_state import train_step
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass(frozen=True)
+class Workload:
+    overrides: tuple[str, ...]  # jaxclf's model and data
+    batch_size: int
+    image_size: int
+    channels: int
+    num_classes: int
+    patch_size: int
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+    class_token: bool  # else global average pooling
+
+
+WORKLOADS = {
+    "vit": Workload(("model=vit", "data=digits"), 128, 8, 1, 10, 2, 64, 4, 4, 2.0, False),
+    "vit_ti16": Workload(
+        ("model=vit_ti16", "data=synthetic", "data.num_classes=1000"), 16, 224, 3, 1000, 16, 192, 12, 3, 4.0, True
+    ),
+}
+
+
+class TorchViT(nn.Module):
+    """ViT in PyTorch's own modules: patch convolution, learned position
+    embeddings, pre-LN encoder blocks, final LayerNorm, linear head."""
+
+    def __init__(self, w: Workload):
+        super().__init__()
+        tokens = (w.image_size // w.patch_size) ** 2 + int(w.class_token)
+        self.patch = nn.Conv2d(w.channels, w.width, w.patch_size, stride=w.patch_size)
+        self.cls = nn.Parameter(torch.zeros(1, 1, w.width)) if w.class_token else None
+        self.position = nn.Parameter(torch.randn(1, tokens, w.width) * 0.02)
+        block = nn.TransformerEncoderLayer(
+            w.width,
+            w.heads,
+            int(w.width * w.mlp_ratio),
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+            layer_norm_eps=1e-6,
+        )
+        self.encoder = nn.TransformerEncoder(block, w.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(w.width, eps=1e-6)
+        self.head = nn.Linear(w.width, w.num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch(images).flatten(2).transpose(1, 2)
+        if self.cls is not None:
+            tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
+        tokens = self.norm(self.encoder(tokens + self.position))
+        return self.head(tokens[:, 0] if self.cls is not None else tokens.mean(dim=1))
+
+
+def jaxclf_step(workload: Workload) -> tuple[Callable[[], None], int]:
+    """One jitted, donated training step of jaxclf's model on a fixed batch, and its parameter count."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[*workload.overrides, "model.attention_impl=xla"])
+    classifier = build_classifier(cfg)
+    state = jax.jit(classifier.init)(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    shape = (workload.batch_size, *cfg.data.image_shape)
+    batch = {
+        "image": jax.device_put(rng.standard_normal(shape, dtype=np.float32)),
+        "label": jax.device_put(rng.integers(0, cfg.data.num_classes, workload.batch_size, dtype=np.int32)),
+    }
+    step = jax.jit(functools.partial(train_step, objective=classifier.objective), donate_argnums=0)
+    holder = {"state": state}
+
+    def run() -> None:
+        holder["state"], _ = step(holder["state"], batch)
+        jax.block_until_ready(holder["state"])
+
+    return run, sum(int(leaf.size) for leaf in jax.tree.leaves(state.params))
+
+
+def torch_step(workload: Workload, compiled: bool) -> tuple[Callable[[], None], int]:
+    """The same step in PyTorch: the same ViT, AdamW, cross-entropy."""
+    torch.manual_seed(0)
+    model = TorchViT(workload)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    size = workload.image_size
+    images = torch.randn(workload.batch_size, workload.channels, size, size)
+    labels = torch.randint(0, workload.num_classes, (workload.batch_size,))
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+
+    return (torch.compile(step) if compiled else step), sum(p.numel() for p in model.parameters())
+
+
+def steps_per_sec(step: Callable[[], None], steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    print(f"{os.cpu_count()} CPU threads; torch {torch.__version__}, jax {jax.__version__}")
+    for name in args.models:
+        workload = WORKLOADS[name]
+        peers = {"jaxclf": jaxclf_step(workload), "torch eager": torch_step(workload, compiled=False)}
+        if not args.no_compile:
+            peers["torch.compile"] = torch_step(workload, compiled=True)
+        rates: dict[str, list[float]] = {peer: [] for peer in peers}
+        for step, _ in peers.values():
+            for _ in range(3):  # warm-up: compilation, allocator
+                step()
+        order = list(peers)
+        for repeat in range(args.repeats):
+            for peer in order[repeat % len(order) :] + order[: repeat % len(order)]:
+                rates[peer].append(steps_per_sec(peers[peer][0], args.steps))
+        counts = {peer: count for peer, (_, count) in peers.items()}
+        print(f"\n{name}, batch {workload.batch_size}; parameters: {counts}")
+        jaxclf = statistics.median(rates["jaxclf"])
+        for peer, values in rates.items():
+            median = statistics.median(values)
+            each = ", ".join(f"{value:.2f}" for value in values)
+            print(f"  {peer:<14} {median:8.2f} steps/s   jaxclf / it: {jaxclf / median:5.2f}   ({each})")
+
+
+if __name__ == "__main__":
+    main()
