@@ -54,10 +54,10 @@ class Program:
 
 def programs(dry_run: bool) -> list[Program]:
     if dry_run:
-        tiny_vit = ("model.hidden_size=32", "model.depth=2", "model.num_heads=2", "data.image_shape=[32,32,3]")
+        tiny = ("model.depth=2", "data.image_shape=[32,32,3]", "model.attention_impl=xla")
         return [
-            Program("ViT-S/16 xla (tiny)", ("model=vit_s16", "model.attention_impl=xla", *tiny_vit), 4),
-            Program("ViT-B/16 xla (tiny)", ("model=vit_b16", "model.attention_impl=xla", *tiny_vit), 4),
+            Program("ViT-S/16 xla (tiny)", ("model=vit_s16", "model.hidden_size=32", "model.num_heads=2", *tiny), 4),
+            Program("ViT-B/16 xla (tiny)", ("model=vit_b16", "model.hidden_size=48", "model.num_heads=3", *tiny), 4),
             Program("ResNet-50 (32x32)", ("model=resnet50", "data.image_shape=[32,32,3]"), 4),
         ]
     return [
@@ -125,7 +125,7 @@ def main() -> None:
     device = hardware.mesh.devices.flat[0]
     peak = peak_flops(device)
     print(f"{device.device_kind} ({device.platform}); peak dense bf16: {f'{peak / 1e12:.0f} TFLOP/s' if peak else '?'}")
-    print(f"{'program':<24}{'batch':>6}{'compile s':>11}{'img/s':>10}{'TFLOP/step':>12}{'MFU':>8}")
+    print(f"{'program':<24}{'batch':>6}{'compile s':>11}{'img/s':>10}{'GFLOP/step':>12}{'MFU':>8}")
     for program in programs(args.dry_run):
         try:
             result = measure(program, "float32" if args.dry_run else "bfloat16", steps, warmup)
@@ -133,15 +133,15 @@ def main() -> None:
             print(f"{program.name:<24} failed: {str(error).strip().splitlines()[0][:200]}")
             continue
         step_flops = result["flops"]
-        mfu = step_flops * result["images_per_s"] / program.batch_size / peak if peak else float("nan")
+        mfu = f"{step_flops * result['images_per_s'] / program.batch_size / peak:.1%}" if peak else "-"
         print(
             f"{program.name:<24}{program.batch_size:>6}{result['compile_s']:>11.1f}{result['images_per_s']:>10.0f}"
-            f"{step_flops / 1e12:>12.3f}{mfu:>8.1%}"
+            f"{step_flops / 1e9:>12.2f}{mfu:>8}"
         )
 
     workers = os.cpu_count() or 1
     split = imagenet_split(32 if args.dry_run else args.input_images, workers)
-    loader = TrainLoader(split, 64, 0, hardware, workers=workers)
+    loader = TrainLoader(split, 16 if args.dry_run else 64, 0, hardware, workers=workers)
     rates = [loader_images_per_sec(loader, 2 if args.dry_run else 10, 1) for _ in range(3)]
     loader.close()
     each = ", ".join(f"{rate:.0f}" for rate in rates)

@@ -10,12 +10,14 @@
 #   script never imports (wheels for the machine's Python and platform, e.g.
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 ...).
 # --dry-run: the same programs on this machine's CPU at tiny sizes.
+# PYTHON: the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
 if [[ "${1:-}" == "--wheels" ]]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/jaxclf-site "$2"/*.whl
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/jaxclf-site "$2"/*.whl
   export PYTHONPATH="/tmp/jaxclf-site${PYTHONPATH:+:$PYTHONPATH}"
   shift 2
 fi
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-exec timeout 480 python3 bench/device.py "$@"
+exec timeout 480 "$PYTHON" bench/device.py "$@"

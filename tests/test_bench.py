@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -69,7 +70,12 @@ def test_input_benchmark_runs(data_dir):
 
 def test_device_benchmark_dry_run_compiles_the_same_programs_on_the_cpu():
     result = subprocess.run(
-        ["bash", "bench/device.sh", "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        ["bash", "bench/device.sh", "--dry-run"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith(("ViT", "ResNet"))]

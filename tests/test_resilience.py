@@ -277,7 +277,7 @@ BAD_INPUTS = [
     (
         ("model=vit", "model.attention_impl=cudnn"),
         2,
-        "model: attention_impl=cudnn cannot be used: it runs on GPUs only (this is cpu); use attention_impl=auto",
+        "model.attention_impl=cudnn cannot be used: it runs on GPUs only (this is cpu); use attention_impl=auto or xla",
     ),
     (("model=vit", "model.attention_impl=flash"), 1, "Error merging override model.attention_impl=flash"),
     (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import math
 import os
@@ -57,6 +58,9 @@ class MeshConfig:
     fsdp_min_size: int = resumable(2**16)
 
 
+DEFAULT_COMPILATION_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "jaxclf", "jax")
+
+
 @dataclasses.dataclass
 class HardwareConfig:
     platform: Platform = resumable(Platform.cpu)
@@ -73,7 +77,7 @@ class HardwareConfig:
     local_devices: int | None = resumable(None)  # the first N devices of each process (null: every one)
     # JAX's persistent compilation cache: a later launch of the same programs
     # loads them instead of compiling (null: off).
-    compilation_cache_dir: str | None = resumable("${oc.env:XDG_CACHE_HOME,'~/.cache'}/jaxclf/jax")
+    compilation_cache_dir: str | None = resumable(DEFAULT_COMPILATION_CACHE)
 
     @property
     def joins_processes(self) -> bool:
@@ -225,6 +229,7 @@ def _join_processes(config: HardwareConfig) -> None:
     logger.info("Process %d of %d; %d devices in all", jax.process_index(), jax.process_count(), jax.device_count())
 
 
+@functools.cache  # setup() runs more than once per run: one warning
 def use_compilation_cache(directory: str) -> None:
     """Compiled programs persist in ``directory``: every one (XLA:CPU compiles
     the default model's steps in well under JAX's default 1 s threshold, yet
