@@ -54,8 +54,8 @@ class Case:
 
 
 CASES = (
-    Case("digits", ("model=mlp",), 128, 300),
-    Case("cifar", ("model=resnet18", "model.stem=cifar", "data=synthetic", "data.image_shape=[32,32,3]"), 64, 8),
+    Case("digits", ("model=mlp",), 128, 2000),
+    Case("cifar", ("model=resnet18", "model.stem=cifar", "data=synthetic", "data.image_shape=[32,32,3]"), 32, 2),
     Case("imagenet", ("model=vit_ti16", "data=synthetic", "data.num_classes=1000"), 16, 4),
 )
 

@@ -18,7 +18,7 @@ order rotating), every repeat is printed, and the ratios are of medians.
 torch is not one of jaxclf's dependencies: install it for this script alone
 (``pip install torch``, a CPU build where there is one).
 
-    python bench/peers.py [--models vit vit_ti16] [--steps 20] [--repeats 5] [--no-compile]
+    python bench/peers.py [--models vit vit_ti16] [--steps N] [--repeats 5] [--no-compile]
 """
 
 from __future__ import annotations
@@ -58,12 +58,13 @@ class Workload:
     heads: int
     mlp_ratio: float
     class_token: bool  # else global average pooling
+    steps: int  # timed steps per measurement
 
 
 WORKLOADS = {
-    "vit": Workload(("model=vit", "data=digits"), 128, 8, 1, 10, 2, 64, 4, 4, 2.0, False),
+    "vit": Workload(("model=vit", "data=digits"), 128, 8, 1, 10, 2, 64, 4, 4, 2.0, False, 20),
     "vit_ti16": Workload(
-        ("model=vit_ti16", "data=synthetic", "data.num_classes=1000"), 16, 224, 3, 1000, 16, 192, 12, 3, 4.0, True
+        ("model=vit_ti16", "data=synthetic", "data.num_classes=1000"), 16, 224, 3, 1000, 16, 192, 12, 3, 4.0, True, 5
     ),
 }
 
@@ -150,7 +151,7 @@ def steps_per_sec(step: Callable[[], None], steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 20 and 5)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
     args = parser.parse_args()
@@ -169,7 +170,7 @@ def main() -> None:
         order = list(peers)
         for repeat in range(args.repeats):
             for peer in order[repeat % len(order) :] + order[: repeat % len(order)]:
-                rates[peer].append(steps_per_sec(peers[peer][0], args.steps))
+                rates[peer].append(steps_per_sec(peers[peer][0], args.steps or workload.steps))
         counts = {peer: count for peer, (_, count) in peers.items()}
         print(f"\n{name}, batch {workload.batch_size}; parameters: {counts}")
         jaxclf = statistics.median(rates["jaxclf"])
