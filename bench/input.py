@@ -128,6 +128,8 @@ def measure(case: Case, split: Split, hardware: Hardware, workers: int, repeats:
     resident = loader.batches(0, 1)
     feeds = {"fed by the loader": lambda index: loader.batches(index, 1), "device-resident": lambda _: resident}
     rates: dict[str, list[float]] = {name: [] for name in feeds}
+    for feed in feeds.values():  # untimed: compilation, the loader's threads, first allocations
+        images_per_sec(step, feed, case.batch_size, 1)
     for repeat in range(repeats):
         for name in feeds if repeat % 2 == 0 else reversed(list(feeds)):
             rates[name].append(images_per_sec(step, feeds[name], case.batch_size, case.steps))
@@ -153,7 +155,7 @@ def main() -> None:
         "imagenet": lambda: imagenet_split(args.imagenet_images, args.workers),
     }
     print(f"{args.workers} loader threads; one step per call; {args.repeats} alternating repeats; medians")
-    print(f"{'input':<10}{'model':<26}{'batch':>6}{'fed img/s':>11}{'resident img/s':>16}{'fed / resident':>16}")
+    print(f"{'input':<10}{'model':<36}{'batch':>6}{'fed img/s':>11}{'resident img/s':>16}{'fed / resident':>16}")
     for case in CASES:
         if case.name not in args.cases:
             continue
@@ -163,7 +165,7 @@ def main() -> None:
         ratios = ", ".join(f"{f / r:.2f}" for f, r in zip(fed, resident, strict=True))
         model = " ".join(override for override in case.overrides if override.startswith("model"))
         print(
-            f"{case.name:<10}{model:<26}{case.batch_size:>6}{statistics.median(fed):>11.0f}"
+            f"{case.name:<10}{model:<36}{case.batch_size:>6}{statistics.median(fed):>11.0f}"
             f"{statistics.median(resident):>16.0f}{statistics.median(fed) / statistics.median(resident):>16.2f}"
             f"   (each: {ratios}; the loader alone: {rates['loader alone'][0]:.0f} img/s)"
         )
