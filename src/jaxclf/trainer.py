@@ -104,7 +104,7 @@ class Trainer:
         self.should_stop = False  # a callback sets it to end fit after the current call
         self._compiled: _Compiled | None = None
         self._train_metrics: TrainMetrics | None = None
-        self.steps_per_call = config.steps_per_call or FUSED_STEPS  # settled by the data fit is given
+        self.steps_per_call = config.steps_per_call or FUSED_STEPS  # null: chosen once fit() has the data
 
     # -- state ----------------------------------------------------------------
 
