@@ -59,6 +59,7 @@ class MeshConfig:
 
 
 DEFAULT_COMPILATION_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "jaxclf", "jax")
+COMPILATION_CACHE_BYTES = 2**30  # least recently used programs are evicted beyond this
 
 
 @dataclasses.dataclass
@@ -248,3 +249,4 @@ def use_compilation_cache(directory: str) -> None:
         return
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)
