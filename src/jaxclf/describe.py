@@ -19,13 +19,18 @@ from jaxclf.hardware import Hardware
 from jaxclf.train_state import TrainState, abstract_variables
 
 
+def _lowered_forward(model: nn.Module, variables: dict[str, Any], image_shape: tuple[int, ...], batch_size: int):
+    """One evaluation forward pass over ``batch_size`` images, lowered (traced, not compiled)."""
+    images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
+    return jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images)
+
+
 def forward_flops(
     model: nn.Module, variables: dict[str, Any], image_shape: tuple[int, ...], batch_size: int = 1
 ) -> float:
     """FLOPs of one evaluation forward pass over ``batch_size`` images (XLA's count;
     a multiply-add is two)."""
-    images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
-    return compiled_flops(jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images).compile())
+    return compiled_flops(_lowered_forward(model, variables, image_shape, batch_size).compile())
 
 
 def train_step_flops(model: nn.Module, image_shape: tuple[int, ...], batch_size: int) -> float:
@@ -33,9 +38,7 @@ def train_step_flops(model: nn.Module, image_shape: tuple[int, ...], batch_size:
     three forward passes' worth (the backward pass costs about two), counted
     on the unoptimised program, so nothing is compiled."""
     variables = abstract_variables(model, image_shape)
-    images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
-    lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images)
-    return 3 * compiled_flops(lowered)
+    return 3 * compiled_flops(_lowered_forward(model, variables, image_shape, batch_size))
 
 
 def compiled_flops(compiled: Any) -> float:
