@@ -52,10 +52,12 @@ def test_a_training_run_never_imports_tensorflow_and_a_second_launch_compiles_no
     second = _probe_launch(f"hydra.run.dir={tmp_path / 'second'}", *overrides)
     assert not first["tensorflow"] and not second["tensorflow"]
     assert list((tmp_path / "first").glob("events.out.tfevents.*"))  # TensorBoard was written all the same
-    misses = "/jax/compilation_cache/cache_misses"
+    misses = "/jax/compilation_cache/cache_misses"  # counted only for programs written to the cache
     hits = "/jax/compilation_cache/cache_hits"
+    requests = "/jax/compilation_cache/compile_requests_use_cache"  # every compilation
     assert first.get(misses, 0) > 0 and first.get(hits, 0) == 0, first
     assert second.get(misses, 0) == 0 and second.get(hits, 0) == first[misses], second
+    assert second[requests] == second[hits], second  # every program of the second launch came from the cache
 
 
 def test_a_cache_directory_that_cannot_be_created_costs_one_warning_not_the_run(tmp_path, data_dir, caplog):
