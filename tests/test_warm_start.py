@@ -73,5 +73,31 @@ def test_a_cache_directory_that_cannot_be_created_costs_one_warning_not_the_run(
     )
     assert code == 0, stderr
     [warning] = [record.getMessage() for record in caplog.records if "compilation_cache_dir" in record.getMessage()]
-    assert warning.startswith(f"hardware.compilation_cache_dir={blocked}/cache cannot be created (Not a directory)")
+    assert warning.startswith(f"hardware.compilation_cache_dir={blocked}/cache cannot be used (Not a directory)")
     assert (tmp_path / "run" / "summary.json").exists()
+
+
+_WRITE_ONE_PROGRAM = """
+import sys, warnings
+import jax
+from jaxclf.compilation_cache import use_compilation_cache
+warnings.simplefilter("error")  # JAX reports a failed cache write as a warning
+use_compilation_cache(sys.argv[1])
+jax.jit(lambda x: x * 3 + 1)(1.0).block_until_ready()
+"""
+
+
+def test_programs_cached_without_a_last_use_stamp_do_not_stop_new_programs_being_cached(tmp_path):
+    # What plain JAX, an older jaxclf or a process killed mid-write leaves: a
+    # program with no "-atime" stamp, which JAX's bounded cache fails to read
+    # before every write.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "jit_old-0123abcd-cache").write_bytes(b"a program compiled earlier")
+    result = subprocess.run(
+        [sys.executable, "-c", _WRITE_ONE_PROGRAM, str(cache)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = {path.name for path in cache.glob("jit__lambda-*-cache")}
+    assert len(written) == 1, sorted(path.name for path in cache.iterdir())
+    assert (cache / "jit_old-0123abcd-atime").exists()

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import logging
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from jaxclf.compilation_cache import DEFAULT_COMPILATION_CACHE, use_compilation_cache
 from jaxclf.errors import ConfigError
 from jaxclf.resumable import resumable
 
@@ -56,10 +55,6 @@ class MeshConfig:
     # Tensors with fewer elements than this stay replicated (sharding them
     # costs more communication than the memory it saves).
     fsdp_min_size: int = resumable(2**16)
-
-
-DEFAULT_COMPILATION_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "jaxclf", "jax")
-COMPILATION_CACHE_BYTES = 2**30  # least recently used programs are evicted beyond this
 
 
 @dataclasses.dataclass
@@ -228,25 +223,3 @@ def _join_processes(config: HardwareConfig) -> None:
             "and hardware.process_id"
         ) from None
     logger.info("Process %d of %d; %d devices in all", jax.process_index(), jax.process_count(), jax.device_count())
-
-
-@functools.cache  # setup() runs more than once per run: one warning
-def use_compilation_cache(directory: str) -> None:
-    """Compiled programs persist in ``directory``: every one (XLA:CPU compiles
-    the default model's steps in well under JAX's default 1 s threshold, yet
-    they are most of a warm launch). A directory that cannot be created only
-    costs speed: one warning, and the run compiles as usual."""
-    path = os.path.expanduser(directory)
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as error:
-        logger.warning(
-            "hardware.compilation_cache_dir=%s cannot be created (%s); compiling without a cache "
-            "(set it to a writable directory, or null)",
-            directory,
-            error.strerror,
-        )
-        return
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_BYTES)

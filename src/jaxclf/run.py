@@ -155,13 +155,14 @@ def build_trainer(cfg: DictConfig, workdir: str, hardware: Hardware, callbacks: 
 
 
 def build(
-    cfg: DictConfig, workdir: str, extra_callbacks: Sequence[Callback] = ()
+    cfg: DictConfig, workdir: str, extra_callbacks: Sequence[Callback] = (), hardware: Hardware | None = None
 ) -> tuple[Trainer, Classifier, DataModule]:
     """Everything ``cfg`` describes for training in ``workdir``: the Trainer
     (with the ``callbacks`` group's callbacks, then ``extra_callbacks``), what
-    it trains and on what data. Built in the order of the docstring above, so
-    that a bad value fails in the first object that holds it."""
-    hardware = setup_hardware(cfg)
+    it trains and on what data, on ``hardware`` (set up here if not given).
+    Built in the order of the docstring above, so that a bad value fails in
+    the first object that holds it."""
+    hardware = hardware or setup_hardware(cfg)
     classifier = build_classifier(cfg, hardware)
     data = build_data(cfg, hardware)
     return build_trainer(cfg, workdir, hardware, [*build_callbacks(cfg), *extra_callbacks]), classifier, data
@@ -175,12 +176,12 @@ def find_callback(callbacks: Sequence[Callback], kind: type[CallbackType]) -> Ca
 # -- modes ------------------------------------------------------------------------
 
 
-def train_and_evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any]:
     """Trains (resuming if ``workdir`` holds a checkpoint), then tests the
     final model (the best one, when the checkpoint callback monitors a metric)
     and writes ``summary.json``. A finished run is left as it is."""
     start = time.monotonic()
-    trainer, classifier, data = build(cfg, workdir)
+    trainer, classifier, data = build(cfg, workdir, hardware=hardware)
     try:
         state = trainer.initial_state(classifier, cfg.seed)
         finished = _finished_summary(trainer, state, workdir)
@@ -273,11 +274,10 @@ def _tested_state(trainer: Trainer, classifier: Classifier, state: TrainState) -
     return trainer.restore(classifier, checkpoint.best_step)
 
 
-def evaluate(cfg: DictConfig, workdir: str) -> dict[str, Any]:
+def evaluate(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any]:
     """Re-tests the latest checkpoint of the run in ``evaluation.run_dir``
     (default: ``workdir``), which is only read, on ``evaluation.splits``, and
     writes ``evaluation.json`` to ``workdir``."""
-    hardware = setup_hardware(cfg)  # first: reading the run's checkpoints starts JAX
     run_dir = cfg.evaluation.run_dir or workdir
     run_cfg = _evaluated_run_config(cfg, run_dir)
     classifier = build_classifier(run_cfg, hardware)
@@ -345,10 +345,10 @@ def run(cfg: DictConfig, workdir: str) -> Mapping[str, Any]:
         if cfg.mode == Mode.describe:
             return describe(cfg)
         runs.check_writable(workdir)
-        setup_hardware(cfg)  # first: the process index says who holds the lock
+        hardware = setup_hardware(cfg)  # first: the process index says who holds the lock
         with run_lock.held(workdir, take=runs.is_primary_process()):
             if cfg.mode == Mode.fit:
-                return train_and_evaluate(cfg, workdir)
-            return evaluate(cfg, workdir)
+                return train_and_evaluate(cfg, workdir, hardware)
+            return evaluate(cfg, workdir, hardware)
     finally:
         jax.clear_caches()  # the next job of a multirun in this process compiles afresh
