@@ -18,7 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-import jaxclf.config  # noqa: F401  (registers the config schema with Hydra)
+from jaxclf.config import Mode  # (importing it registers the config schema with Hydra)
+from jaxclf.console import quiet_libraries
 from jaxclf.errors import ConfigError, Preempted, RunStopped, StorageError
 
 
@@ -27,6 +28,7 @@ def main(cfg: DictConfig) -> float | None:
     from jaxclf.run import run  # imported here so that a bad command line fails fast
     from jaxclf.runs import record_failure
 
+    quiet_libraries()
     hydra_config = HydraConfig.get()
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         _quiet_background_tracebacks()
@@ -50,7 +52,23 @@ def main(cfg: DictConfig) -> float | None:
             logging.shutdown()
             os._exit(code)  # orbax's threads of the failed save wait 300 s for signals that never come
         sys.exit(code)
+    if cfg.mode == Mode.describe:
+        _remove_if_empty(hydra_config.runtime.output_dir)
     return results.get("validation", {}).get("accuracy")  # the objective Hydra sweepers optimise
+
+
+def _remove_if_empty(directory: str) -> None:
+    """Removes ``directory`` and its parents below the working directory while
+    they are empty (the run directory Hydra made for a job that wrote nothing)."""
+    path = os.path.abspath(directory)
+    while True:
+        try:
+            os.rmdir(path)  # only ever an empty directory
+        except OSError:
+            return
+        path = os.path.dirname(path)
+        if not path.startswith(os.getcwd() + os.sep):
+            return
 
 
 def _quiet_background_tracebacks() -> None:

@@ -208,7 +208,7 @@ def test_an_imagenet_sized_vit_trains_on_synthetic_data(tmp_path):
     assert summary["test"]["loss"] > 0
 
 
-def test_describe_prints_parameters_and_flops_without_data(tmp_path):
+def test_describe_prints_parameters_and_flops_without_data_or_a_run_directory(tmp_path):
     empty = tmp_path / "no_data"
     empty.mkdir()
     result = run_launch(
@@ -224,6 +224,7 @@ def test_describe_prints_parameters_and_flops_without_data(tmp_path):
     gflops = float(result.stdout.split("parameters; ")[1].split(" GFLOPs")[0])
     assert 9.0 < gflops < 9.5
     assert not any(empty.iterdir())  # nothing read or prepared
+    assert not (tmp_path / "run").exists()  # and no run directory left behind
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):

@@ -246,13 +246,13 @@ def test_skipping_more_than_the_allowed_fraction_stops_the_run(tmp_path, data_di
 def test_non_finite_results_are_null_in_strict_json(tmp_path):
     from jaxclf.run import _write_results, final_line
 
-    results = {"test": {"accuracy": 0.36, "loss": float("nan")}, "steps": 60, "hparams": {"x": float("inf")}}
+    results = {"test": {"accuracy": 0.36, "nll": float("nan")}, "steps": 60, "hparams": {"x": float("inf")}}
     written = _write_results(str(tmp_path / "summary.json"), results)
     on_disk = json.loads((tmp_path / "summary.json").read_text())  # strict: NaN would not parse as null
-    assert on_disk == written and on_disk["test"]["loss"] is None and on_disk["hparams"]["x"] is None
-    assert on_disk["non_finite"] == ["test.loss", "hparams.x"]
-    assert final_line(written).endswith("non-finite results (null in the JSON): test.loss, hparams.x")
-    assert "loss non-finite after 60 steps" in final_line(written)
+    assert on_disk == written and on_disk["test"]["nll"] is None and on_disk["hparams"]["x"] is None
+    assert on_disk["non_finite"] == ["test.nll", "hparams.x"]
+    assert final_line(written).endswith("non-finite results (null in the JSON): test.nll, hparams.x")
+    assert "NLL non-finite after 60 steps" in final_line(written)
 
 
 BAD_INPUTS = [

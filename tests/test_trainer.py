@@ -297,7 +297,7 @@ def test_the_train_step_compiles_once_per_program_shape(compose, data_dir, tmp_p
         "callbacks.checkpoint.every_steps=30",
     )
     trainer.fit(classifier, data)
-    train_steps = trainer._compiled.train_steps
+    train_steps = trainer._compiled.train_steps.jitted
     trainer.close()
     data.close()
     # Every call has the same shapes (20, 30 and 60 cut no call short): one program.

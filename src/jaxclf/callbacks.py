@@ -29,6 +29,7 @@ instances of one class keep theirs apart.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -262,7 +263,8 @@ class TensorBoardLogger(Callback):
     """Writes the run to TensorBoard event files in the Trainer's ``workdir``
     (process 0 only; with ``TensorBoardWriter``, CLU's writer interface
     without TensorFlow): the config as HParams, training metrics and steps/s
-    every ``every_steps`` (``train/*``), each evaluation's metrics and
+    (training time only: evaluations and checkpoints left out) every
+    ``every_steps`` (``train/*``), each evaluation's metrics and
     reliability diagram under its split's name in ``split_names``, and the
     final train-minus-validation accuracy gap."""
 
@@ -273,7 +275,8 @@ class TensorBoardLogger(Callback):
         self.every_steps, self.reliability_diagrams = every_steps, reliability_diagrams
         self.split_names = dict(split_names or {"train": "train_eval", "validation": "eval", "test": "test"})
         self._writer: TensorBoardWriter | None = None
-        self._clock: tuple[int, float] = (0, 0.0)  # (step, time) of the last training metrics taken
+        # (step, time, trainer.seconds_outside_training) when the last training metrics were taken
+        self._clock: tuple[int, float, float] = (0, 0.0, 0.0)
         self._taken: tuple[int, Mapping[str, jax.Array], float] | None = None  # not yet written
 
     def writer(self, trainer: Trainer) -> TensorBoardWriter | None:
@@ -286,7 +289,7 @@ class TensorBoardLogger(Callback):
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         if int(state.step) == 0 and trainer.run_config is not None and (writer := self.writer(trainer)):
             writer.write_hparams(trainer.run_config.hparams())
-        self._clock = (int(state.step), time.monotonic())
+        self._clock = (int(state.step), time.monotonic(), trainer.seconds_outside_training)
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
         if is_due(step, self.every_steps):
@@ -302,12 +305,12 @@ class TensorBoardLogger(Callback):
         device, and writes the previous period's, which have arrived: logging
         never makes the device wait."""
         metrics = trainer.take_train_metrics()
-        last_step, last_time = self._clock
-        now = time.monotonic()
-        steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
+        last_step, last_time, last_outside = self._clock
+        now, outside = time.monotonic(), trainer.seconds_outside_training
+        steps_per_sec = (step - last_step) / max(now - last_time - (outside - last_outside), 1e-9)
         self._write_taken(trainer)
         self._taken = (step, metrics, steps_per_sec)
-        self._clock = (step, now)
+        self._clock = (step, now, outside)
 
     def _write_taken(self, trainer: Trainer) -> None:
         if self._taken is None:
@@ -359,13 +362,20 @@ class TensorBoardLogger(Callback):
 
 
 class ProgressBar(Callback):
-    """A console progress bar with ETA and the latest evaluation's accuracy (process 0 only)."""
+    """A console progress bar (process 0 only) with ETA, the latest training
+    loss (as logged, once it has reached the host: the bar never waits for
+    the device) and the latest evaluation's accuracy. Log lines are printed
+    above the bar while it is open."""
 
     def __init__(self) -> None:
         self._bar: Any = None
+        self._redirect: contextlib.ExitStack | None = None
+        self._loss: jax.Array | None = None  # the latest logged loss, on its way to the host
+        self._postfix: dict[str, str] = {}
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         self._bar = tqdm(
             total=trainer.config.max_steps,
@@ -374,12 +384,32 @@ class ProgressBar(Callback):
             dynamic_ncols=True,
             disable=jax.process_index() > 0,
         )
+        self._redirect = contextlib.ExitStack()
+        self._redirect.enter_context(logging_redirect_tqdm())
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
+        self._show_loss(trainer, wait=False)
         self._bar.update(step - self._bar.n)
 
+    def _show_loss(self, trainer: Trainer, wait: bool) -> None:
+        """Shows the latest logged training loss once it has reached the host (or ``wait`` for it)."""
+        self._loss = trainer.latest_train_metrics.get("loss", self._loss)
+        if self._loss is not None and (wait or self._loss.is_ready()):  # type: ignore[attr-defined]  # ArrayImpl's
+            self._postfix["loss"] = f"{float(self._loss):.4f}"
+        self._bar.set_postfix(self._postfix, refresh=False)
+
     def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
-        self._bar.set_postfix({f"{split}_accuracy": f"{results['accuracy']:.4f}"}, refresh=False)
+        self._postfix[f"{split}_accuracy"] = f"{results['accuracy']:.4f}"
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
-        self._bar.close()
+        self._show_loss(trainer, wait=True)  # the device has finished: no wait
+        self.teardown(trainer)
+
+    def teardown(self, trainer: Trainer) -> None:
+        """Closes the bar (also when the run failed): what is printed next starts on its own line."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self._redirect is not None:
+            self._redirect.close()
+            self._redirect = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,11 +113,23 @@ def register_configs() -> None:
         store.store(name=name, node=node)
 
 
-def output_subdir(mode: Any) -> str:
+def _mode_name(mode: Any) -> str:
+    return str(mode).rsplit(".", 1)[-1]  # resolvers see "Mode.fit"
+
+
+def output_subdir(mode: Any) -> str | None:
     """Where Hydra keeps a job's resolved config: ``.hydra`` for ``fit``, so that
-    ``mode=evaluate`` in the same run directory leaves the run's config intact."""
-    name = str(mode).rsplit(".", 1)[-1]  # the resolver sees "Mode.fit"
+    ``mode=evaluate`` in the same run directory leaves the run's config intact;
+    nowhere for ``describe``, which only prints."""
+    name = _mode_name(mode)
+    if name == Mode.describe.value:
+        return None
     return ".hydra" if name == Mode.fit.value else f".hydra-{name}"
+
+
+def log_file(mode: Any, path: str) -> str:
+    """Where a job's log goes: ``path``, except for ``describe`` (it writes no files)."""
+    return os.devnull if _mode_name(mode) == Mode.describe.value else path
 
 
 def job_dirname(overrides: Any, excluded: Any, _root_: DictConfig) -> str:
@@ -136,6 +149,8 @@ def job_dirname(overrides: Any, excluded: Any, _root_: DictConfig) -> str:
 register_configs()
 if not OmegaConf.has_resolver("jaxclf_output_subdir"):
     OmegaConf.register_new_resolver("jaxclf_output_subdir", output_subdir)
+if not OmegaConf.has_resolver("jaxclf_log_file"):
+    OmegaConf.register_new_resolver("jaxclf_log_file", log_file)
 if not OmegaConf.has_resolver("jaxclf_job_dirname"):
     OmegaConf.register_new_resolver("jaxclf_job_dirname", job_dirname)
 

@@ -15,7 +15,6 @@ Also ``python -m jaxclf.report``.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from jaxclf.console import quiet_libraries
 from jaxclf.errors import ConfigError
 from jaxclf.runs import SUMMARY_FILE, read_json
 from jaxclf.sweep_results import Job, Setting, group_by_setting, load_jobs
@@ -246,8 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the setting the Δ columns compare against (default: the first)",
     )
     args = parser.parse_args(argv)
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard's reader imports TensorFlow, which greets at INFO
+    quiet_libraries()  # TensorBoard's reader imports TensorFlow, which greets at INFO
     try:
         path = write_report(args.sweep_dir, args.output or args.sweep_dir, args.baseline)
     except ConfigError as error:

@@ -28,6 +28,7 @@ from jaxclf import hardware as hardware_lib
 from jaxclf import run_lock, runs
 from jaxclf.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from jaxclf.config import Config, Mode, resumable_keys_of, validate
+from jaxclf.console import seconds_since_process_start
 from jaxclf.data.config import DataConfig, SplitName
 from jaxclf.data.loader import DataModule, Normalizer, TrainLoader
 from jaxclf.data.splits import build_splits, head
@@ -194,7 +195,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str, hardware: Hardware) -> dic
     finally:
         trainer.close()
         data.close()
-    logger.info("%s", final_line(summary))
+    logger.info("%s", final_line(summary, workdir))
     return summary
 
 
@@ -209,21 +210,26 @@ def _write_results(path: str, results: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
-def final_line(results: Mapping[str, Any]) -> str:
-    """A run's last line: test accuracy and loss, steps, time, and what went wrong on the way."""
+def final_line(results: Mapping[str, Any], workdir: str | None = None) -> str:
+    """A run's last line: test accuracy, NLL and ECE, steps, the time since
+    the process started, where the results are, and what went wrong on the way."""
 
     def number(value: float | None) -> str:
         return "non-finite" if value is None else f"{value:.4f}"
 
     test = results[SplitName.test.value]
-    line = f"test accuracy {number(test['accuracy'])}, loss {number(test['loss'])} after {results['steps']} steps"
-    if "wall_time_s" in results:
-        line += f" ({results['wall_time_s']:.1f} s)"
+    scores = ", ".join(f"{name} {number(test[key])}" for name, key in _FINAL_SCORES if key in test)
+    line = f"test {scores} after {results['steps']} steps; {seconds_since_process_start():.1f} s since launch"
+    if workdir is not None:
+        line += f"; results in {workdir}"
     if results.get("skipped_steps"):
         line += f"; {results['skipped_steps']} of {results['steps']} updates skipped (non-finite)"
     if results.get("non_finite"):
         line += f"; non-finite results (null in the JSON): {', '.join(results['non_finite'])}"
     return line
+
+
+_FINAL_SCORES = (("accuracy", "accuracy"), ("NLL", "nll"), ("ECE", "ece"))
 
 
 def _finished_summary(trainer: Trainer, state: TrainState, workdir: str) -> dict[str, Any] | None:
@@ -294,7 +300,7 @@ def evaluate(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any
     finally:
         trainer.close()
         data.close()
-    logger.info("%s", final_line(results))
+    logger.info("%s", final_line(results, workdir))
     return results
 
 

@@ -9,12 +9,14 @@ non-finite updates) and the order of events.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import functools
 import logging
 import signal
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Optional
 
 import jax
@@ -104,6 +106,8 @@ class Trainer:
         self.should_stop = False  # a callback sets it to end fit after the current call
         self._compiled: _Compiled | None = None
         self._train_metrics: TrainMetrics | None = None
+        self.latest_train_metrics: dict[str, jax.Array] = {}  # the last take_train_metrics(), for display
+        self.seconds_outside_training = 0.0  # in evaluations and checkpoints during fit
         self.steps_per_call = config.steps_per_call or FUSED_STEPS  # null: chosen once fit() has the data
 
     # -- state ----------------------------------------------------------------
@@ -172,14 +176,25 @@ class Trainer:
         if step in self.checkpoints.steps():
             return False
         self.check_updates(state)  # a halted state is never saved
-        self._emit("on_save_checkpoint", step)
-        states = {callback.state_key: callback.state_dict() for callback in self.callbacks}
-        meta = {
-            "config": dict(self.run_config.values) if self.run_config else None,
-            "callbacks": {key: value for key, value in states.items() if value is not None},
-            "trainer": {"should_stop": self.should_stop},
-        }
-        return self.checkpoints.save(step, state, meta, metric=metric)
+        with self._outside_training():
+            self._emit("on_save_checkpoint", step)
+            states = {callback.state_key: callback.state_dict() for callback in self.callbacks}
+            meta = {
+                "config": dict(self.run_config.values) if self.run_config else None,
+                "callbacks": {key: value for key, value in states.items() if value is not None},
+                "trainer": {"should_stop": self.should_stop},
+            }
+            return self.checkpoints.save(step, state, meta, metric=metric)
+
+    @contextlib.contextmanager
+    def _outside_training(self) -> Iterator[None]:
+        """Counts the wall time of the block in ``seconds_outside_training``
+        (evaluations, checkpoints), which training throughput leaves out."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds_outside_training += time.monotonic() - start
 
     def is_finished(self, state: TrainState) -> bool:
         """Whether ``fit`` from ``state`` has nothing left to do."""
@@ -248,6 +263,7 @@ class Trainer:
         for value in results.values():
             value.copy_to_host_async()
         self._train_metrics = jax.device_put(_empty_metrics(), self.hardware.replicated)
+        self.latest_train_metrics = results
         return results
 
     def check_updates(self, state: TrainState) -> None:
@@ -292,9 +308,10 @@ class Trainer:
         """Metrics of ``state`` on the named split of the data given to ``fit``
         or ``test``; callbacks hear ``on_eval_end``."""
         compiled = self._require_compiled()
-        self.check_updates(state)  # a halted state is never evaluated
-        results = compiled.evaluator(state, compiled.data.eval_splits[split])
-        self._emit("on_eval_end", state, int(state.step), split, results)
+        self.check_updates(state)  # a halted state is never evaluated (and training has finished on the device)
+        with self._outside_training():
+            results = compiled.evaluator(state, compiled.data.eval_splits[split])
+            self._emit("on_eval_end", state, int(state.step), split, results)
         return results
 
     def test(
@@ -330,8 +347,11 @@ class Trainer:
                 objective=jax.device_put(classifier.objective, replicated),
                 # The state keeps its layout from call to call (sharded by the
                 # mesh's rule); the metrics stay replicated.
-                train_steps=jax.jit(
-                    train_steps, donate_argnums=(0, 1), out_shardings=(state_shardings, replicated, replicated)
+                train_steps=FirstCallTimed(
+                    jax.jit(
+                        train_steps, donate_argnums=(0, 1), out_shardings=(state_shardings, replicated, replicated)
+                    ),
+                    "the training step",
                 ),
                 evaluator=Evaluator(classifier, self.hardware, data.eval_batch_size, data.num_classes),
             )
@@ -358,6 +378,26 @@ class Trainer:
         self.checkpoints.wait_until_finished()
         self.checkpoints.close()
         self._emit("teardown")
+
+
+class FirstCallTimed:
+    """A jitted function that logs, around its first call, that ``what``
+    compiles and how long that took (a launch's longest silence otherwise).
+    The call returns once the program is compiled (or loaded from the
+    compilation cache) and dispatched, not run."""
+
+    def __init__(self, jitted: Callable[..., Any], what: str):
+        self.jitted, self.what, self.called = jitted, what, False
+
+    def __call__(self, *args: Any) -> Any:
+        if self.called:
+            return self.jitted(*args)
+        logger.info("Compiling %s...", self.what)
+        start = time.monotonic()
+        results = self.jitted(*args)
+        self.called = True
+        logger.info("Compiled %s in %.1f s", self.what, time.monotonic() - start)
+        return results
 
 
 FUSE_BELOW_FLOPS = 1e9

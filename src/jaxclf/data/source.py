@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import io
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -20,6 +22,7 @@ from typing import Any
 
 from jaxclf.errors import ConfigError
 
+logger = logging.getLogger(__name__)
 Source = Sequence[dict[str, Any]]  # random access: len(), source[i]
 
 
@@ -48,8 +51,28 @@ def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, bui
             _hide_accelerators_from_tensorflow()
             _remove_incomplete(builder)
             download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual else None
-            builder.download_and_prepare(file_format="array_record", download_config=download_config)
+            with _quiet_unless(manual, builder):
+                builder.download_and_prepare(file_format="array_record", download_config=download_config)
     return builder
+
+
+@contextlib.contextmanager
+def _quiet_unless(long: bool, builder) -> Iterator[None]:
+    """A dataset built from what is installed (the embedded digits) takes a
+    second: one log line instead of TFDS's "Downloading ... Unknown size"
+    and progress bars, which stay for the ``long`` preparations (ImageNet)."""
+    if long:
+        yield
+        return
+    import tensorflow_datasets as tfds
+
+    logger.info("Preparing %s into %s (once; later runs read it)", builder.name, builder.data_dir)
+    tfds.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        tfds.display_progress_bar(True)
 
 
 def _hide_accelerators_from_tensorflow() -> None:

@@ -1,0 +1,65 @@
+"""What a run prints: jaxclf's own log lines and the progress bar, nothing from the libraries."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import run_launch
+
+JAXCLF_LINE = re.compile(r"^\[[\d\-: ,]+\]\[jaxclf[.\w]*\]\[(INFO|WARNING)\] - ")
+PROGRESS_BAR = re.compile(r"^\s*\d+%\|.*\| \d+/\d+ \[")
+
+
+def screen_lines(text: str) -> list[str]:
+    """What a terminal would show as separate lines (tqdm redraws with carriage returns)."""
+    return [line for line in re.split(r"[\r\n]", text) if line.strip()]
+
+
+def test_a_first_default_run_prints_only_jaxclf_lines_and_the_progress_bar(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_launch(  # a fresh data dir: the digits are prepared too
+        f"hydra.run.dir={run_dir}", f"data.data_dir={tmp_path / 'tfds'}", "trainer.max_steps=100"
+    )
+    assert result.returncode == 0, result.stderr
+    stdout = screen_lines(result.stdout)
+    assert [line for line in stdout if not JAXCLF_LINE.match(line)] == []
+    assert [line for line in screen_lines(result.stderr) if not PROGRESS_BAR.match(line)] == []
+    assert (run_dir / "launch.log").read_text().splitlines() == stdout
+    messages = [line.split(" - ", 1)[1] for line in stdout]
+    assert any(message.startswith("Preparing digits into") for message in messages)
+    assert "Compiling the training step..." in messages
+    assert any(re.fullmatch(r"Compiled the training step in \d+\.\d s", message) for message in messages)
+    last = re.fullmatch(
+        r"test accuracy (0\.\d{4}), NLL (\d\.\d{4}), ECE (0\.\d{4}) after 100 steps; \d+\.\d s since launch; "
+        r"results in (.+)",
+        messages[-1],
+    )
+    assert last is not None, messages[-1]
+    assert last[4] == str(run_dir)
+    assert "loss=" in result.stderr  # the bar shows the training loss
+
+
+def test_the_libraries_speak_again_with_hydra_verbose(tmp_path, data_dir):
+    result = run_launch(
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"data.data_dir={data_dir}",
+        "trainer.max_steps=20",
+        "callbacks=none",
+        "hydra.verbose=true",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "][absl][" in result.stdout  # TFDS's and orbax's notices
+
+
+def test_a_stop_message_starts_on_its_own_line_after_the_final_bar(tmp_path, data_dir):
+    result = run_launch(
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"data.data_dir={data_dir}",
+        "trainer.max_steps=40",
+        "callbacks.evaluation.every_steps=20",
+        "optim.learning_rate=1e30",
+    )
+    assert result.returncode == 3, result.stderr
+    before, message = result.stderr.rsplit("jaxclf: stopped: ", 1)
+    assert before.endswith("\n") and PROGRESS_BAR.match(screen_lines(before)[-1])
+    assert message.count("\n") == 1 and message.startswith("non-finite loss")  # nothing drawn after it
