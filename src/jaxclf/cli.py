@@ -1,0 +1,132 @@
+"""The ``jaxclf`` command, which ``python launch.py`` also runs:
+``jaxclf [group=option ...] [key=value ...]``.
+
+Hydra composes the package's ``conf/`` (validated against ``jaxclf.config``);
+the library does the rest. A bad value ends the run with one line on stderr
+and exit code 2 (a traceback too with ``HYDRA_FULL_ERROR=1``); a run stopped
+early (SIGTERM, SIGINT, a non-finite loss) with one line and its own exit
+code. In a multirun, a job that fails writes ``failure.json`` and the sweep
+goes on.
+"""
+
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from jaxclf.config import Mode  # (importing it registers the config schema with Hydra)
+from jaxclf.console import quiet_libraries
+from jaxclf.errors import ConfigError, Preempted, RunStopped, StorageError
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def run_job(cfg: DictConfig) -> float | None:
+    """One job: a run, or one of a multirun's."""
+    from jaxclf.run import run  # imported here so that a bad command line fails fast
+    from jaxclf.runs import record_failure
+
+    quiet_libraries()
+    hydra_config = HydraConfig.get()
+    if os.environ.get("HYDRA_FULL_ERROR") != "1":
+        _quiet_background_tracebacks()
+    try:
+        results = run(cfg, hydra_config.runtime.output_dir)
+    except Exception as error:
+        expected = isinstance(error, (ConfigError, RunStopped))
+        if expected:
+            kind = "error" if isinstance(error, ConfigError) else "stopped"
+            print(f"jaxclf: {kind}: {error}", file=sys.stderr)
+        if hydra_config.mode == RunMode.MULTIRUN and not isinstance(error, Preempted):
+            # Recorded in the job's directory; Hydra marks the job failed,
+            # runs the rest of the sweep, then exits with code 1. (A signal
+            # stops the whole sweep, below.)
+            record_failure(hydra_config.runtime.output_dir, error)
+            raise
+        if not expected or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        code = 2 if isinstance(error, ConfigError) else error.exit_code
+        if isinstance(error, StorageError):
+            logging.shutdown()
+            os._exit(code)  # orbax's threads of the failed save wait 300 s for signals that never come
+        sys.exit(code)
+    if cfg.mode == Mode.describe:
+        _remove_if_empty(hydra_config.runtime.output_dir)
+    return results.get("validation", {}).get("accuracy")  # the objective Hydra sweepers optimise
+
+
+def _remove_if_empty(directory: str) -> None:
+    """Removes ``directory`` and its parents below the working directory while
+    they are empty (the run directory Hydra made for a job that wrote nothing)."""
+    path = os.path.abspath(directory)
+    while True:
+        try:
+            os.rmdir(path)  # only ever an empty directory
+        except OSError:
+            return
+        path = os.path.dirname(path)
+        if not path.startswith(os.getcwd() + os.sep):
+            return
+
+
+def _quiet_background_tracebacks() -> None:
+    """Background threads' tracebacks (orbax's and tensorstore's, when a save
+    fails) at DEBUG only: the main thread reports the failure in one line."""
+
+    def log_thread_error(args: threading.ExceptHookArgs) -> None:
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+        logging.getLogger("jaxclf").debug("thread %s failed", args.thread, exc_info=exc_info)  # type: ignore[arg-type]
+
+    def without_traceback(record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+    def is_echo(error: BaseException | None) -> bool:
+        # What tensorstore's native callbacks raise after a failed save, on any
+        # thread (the main one included: they run inline while it waits).
+        return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+    def excepthook(*exc_info) -> None:
+        if threading.current_thread() is threading.main_thread() and not is_echo(exc_info[1]):
+            original_excepthook(*exc_info)
+        else:
+            logging.getLogger("jaxclf").debug("a background callback failed", exc_info=exc_info)
+
+    def unraisablehook(unraisable: Any) -> None:
+        if is_echo(unraisable.exc_value):
+            logging.getLogger("jaxclf").debug("a native callback failed: %r", unraisable.exc_value)
+        else:
+            original_unraisablehook(unraisable)
+
+    original_excepthook, original_unraisablehook = sys.excepthook, sys.unraisablehook
+    threading.excepthook = log_thread_error
+    sys.excepthook = excepthook
+    sys.unraisablehook = unraisablehook
+    logging.getLogger("absl").addFilter(without_traceback)
+
+
+def _check_quoting(arguments: list[str]) -> None:
+    """Hydra's override grammar takes non-ASCII characters only inside quotes:
+    say how to write such a value instead of showing the lexer's error."""
+    for argument in arguments:
+        key, separator, value = argument.partition("=")
+        quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+        if separator and not value.isascii() and not quoted:
+            message = f"{argument}: quote a value with non-ASCII characters, as {key}='\"{value}\"'"
+            print(f"jaxclf: error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+
+def main() -> None:
+    """``jaxclf`` (and ``python launch.py``) with the command line's arguments."""
+    _check_quoting(sys.argv[1:])
+    run_job()
+
+
+if __name__ == "__main__":
+    main()
