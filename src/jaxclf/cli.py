@@ -50,7 +50,7 @@ def run_job(cfg: DictConfig) -> float | None:
             raise
         if not expected or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        code = 2 if isinstance(error, ConfigError) else error.exit_code
+        code = error.exit_code if isinstance(error, RunStopped) else 2
         if isinstance(error, StorageError):
             logging.shutdown()
             os._exit(code)  # orbax's threads of the failed save wait 300 s for signals that never come

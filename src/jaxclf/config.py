@@ -44,6 +44,7 @@ from jaxclf.models.mlp import MLP, Linear
 from jaxclf.models.resnet import ResNet
 from jaxclf.models.vit import ViT
 from jaxclf.resumable import resumable, resumable_keys
+from jaxclf.time_budget import parse_duration
 from jaxclf.trainer import TrainerConfig
 
 
@@ -173,8 +174,11 @@ def validate(cfg: DictConfig) -> None:
             "hardware.cpu_devices",
             "hardware.local_devices",
             "hardware.num_processes",
+            "evaluation.max_examples",
         ),
     )
+    if cfg.trainer.max_time is not None:
+        parse_duration(cfg.trainer.max_time)
     _check_data(cfg.data)
     _check_hardware(cfg.hardware)
     _check_classes(cfg)

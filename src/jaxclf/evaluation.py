@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -38,6 +38,9 @@ class EvaluationConfig:
     # The train split is scored without augmentation on its first this many
     # examples (0 leaves it out): the overfitting gap in summary.json.
     train_examples: int = resumable(10000)
+    # Every evaluation, during training and after, scores only the first this
+    # many examples of each split (null: all of them; debug=limit_batches).
+    max_examples: Optional[int] = resumable(None)
     # mode=evaluate: the run to re-test (null: this run directory). It is only
     # read, so a finished run on read-only storage can be evaluated from elsewhere.
     run_dir: str | None = resumable(None)

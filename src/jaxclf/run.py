@@ -116,7 +116,8 @@ def build_classifier(cfg: DictConfig, hardware: Hardware | None = None) -> Class
 
 def build_data(cfg: DictConfig, hardware: Hardware, train: bool = True) -> DataModule:
     """The splits of ``cfg.data``; the training loader when ``train``; the
-    training split evaluated as its first ``evaluation.train_examples`` examples."""
+    training split evaluated as its first ``evaluation.train_examples``
+    examples; each evaluated split cut to ``evaluation.max_examples``."""
     data = typed(cfg.data, DataConfig)
     splits = build_splits(data)
     loader = (
@@ -128,6 +129,8 @@ def build_data(cfg: DictConfig, hardware: Hardware, train: bool = True) -> DataM
         splits["train"] = head(splits["train"], cfg.evaluation.train_examples)  # read without augmentation
     else:
         del splits["train"]
+    if cfg.evaluation.max_examples:
+        splits = {name: head(split, cfg.evaluation.max_examples) for name, split in splits.items()}
     return DataModule(loader, splits, data.eval_batch_size or data.batch_size, data.num_classes)
 
 

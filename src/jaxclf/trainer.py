@@ -34,6 +34,7 @@ from jaxclf.hardware import Hardware
 from jaxclf.metrics import TrainMetrics
 from jaxclf.preemption import PreemptionGuard
 from jaxclf.resumable import resumable
+from jaxclf.time_budget import TimeBudget
 from jaxclf.train_state import Classifier, TrainState
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class TrainerConfig:
     # With on_nonfinite=skip: stop once more than this fraction of the updates so far were skipped
     # (checked where a callback is due: the loop does not wait for the device between calls).
     max_skipped_fraction: float = resumable(0.1)
+    # Stop after this much wall time of training, with a checkpoint, then test
+    # (seconds, or [[DD:]HH:]MM:SS); the same command continues the run.
+    max_time: Optional[str] = resumable(None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +103,8 @@ class Trainer:
     ):
         self.config = config
         self.hardware = hardware
+        if config.max_time is not None:
+            callbacks = [*callbacks, TimeBudget(config.max_time)]
         self.callbacks = sorted(callbacks, key=lambda callback: callback.order)
         self.workdir = workdir
         self.run_config = run_config
