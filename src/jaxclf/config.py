@@ -43,6 +43,7 @@ from jaxclf.hardware import HardwareConfig, Platform
 from jaxclf.models.mlp import MLP, Linear
 from jaxclf.models.resnet import ResNet
 from jaxclf.models.vit import ViT
+from jaxclf.predict import PredictConfig
 from jaxclf.resumable import resumable, resumable_keys
 from jaxclf.time_budget import parse_duration
 from jaxclf.trainer import TrainerConfig
@@ -52,6 +53,7 @@ class Mode(enum.Enum):
     fit = "fit"  # train, then evaluate the final model on validation and test
     evaluate = "evaluate"  # restore the run's latest checkpoint and evaluate it
     describe = "describe"  # print the model's parameters and FLOPs from shapes alone
+    predict = "predict"  # write the latest checkpoint's predictions for predict.inputs to predictions.csv
 
 
 @dataclasses.dataclass
@@ -63,6 +65,7 @@ class Config:
     optim: Any = MISSING
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     evaluation: EvaluationConfig = resumable(default_factory=EvaluationConfig)
+    predict: PredictConfig = resumable(default_factory=PredictConfig)
     callbacks: dict[str, Any] = resumable(default_factory=dict)  # name -> {_target_: ..., **kwargs}
     seed: int = 0
     mode: Mode = resumable(Mode.fit)

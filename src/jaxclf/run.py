@@ -20,11 +20,13 @@ from typing import Any, TypeVar, cast
 
 import flax.linen as nn
 import jax
+import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import hardware as hardware_lib
+from jaxclf import predict as predict_lib
 from jaxclf import run_lock, runs
 from jaxclf.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from jaxclf.config import Config, Mode, resumable_keys_of, validate
@@ -307,6 +309,42 @@ def evaluate(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any
     return results
 
 
+def predict(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any]:
+    """Writes ``predictions.csv`` to ``workdir``: the predictions of the latest
+    checkpoint of the run in ``evaluation.run_dir`` (default: ``workdir``) for
+    ``predict.inputs``."""
+    run_dir = cfg.evaluation.run_dir or workdir
+    run_cfg = _evaluated_run_config(cfg, run_dir)
+    classifier = build_classifier(run_cfg, hardware)
+    inputs = _prediction_inputs(run_cfg, predict_lib.input_values(cfg.predict.inputs), hardware)
+    state = runs.restore_state(run_dir, hardware.placed(classifier.abstract_state()))
+    batch_size = run_cfg.data.eval_batch_size or run_cfg.data.batch_size
+    outputs = [predict_lib.predicted(classifier, state, item.split, hardware, batch_size) for item in inputs]
+    names = [name for item in inputs for name in item.names]
+    probs, labels = (np.concatenate([output[index] for output in outputs]) for index in (0, 1))
+    path = os.path.join(workdir, predict_lib.PREDICTIONS_FILE)
+    if runs.is_primary_process():
+        predict_lib.write_predictions(path, names, labels, probs, cfg.predict.top_k)
+    logger.info("%d predictions of the checkpoint of step %d written to %s", len(names), int(state.step), path)
+    return {"predictions": len(names), "steps": int(state.step)}
+
+
+def _prediction_inputs(run_cfg: DictConfig, values: list[str], hardware: Hardware) -> list[predict_lib.Inputs]:
+    """The image files and splits ``values`` name, in their order (files first)."""
+    inputs = []
+    paths = predict_lib.image_paths(values)
+    if paths:
+        inputs.append(predict_lib.read_images(paths, run_cfg.data.image_shape))
+    split_names = [value for value in values if predict_lib.is_split_name(value)]
+    if split_names:
+        data = build_data(run_cfg, hardware, train=False)
+        inputs += [predict_lib.split_inputs(name, data.eval_splits[name]) for name in split_names]
+        data.close()
+    if not any(item.names for item in inputs):
+        raise ConfigError(f"predict.inputs={values}: nothing to predict (no readable image of the right shape)")
+    return inputs
+
+
 def _evaluated_run_config(cfg: DictConfig, workdir: str) -> DictConfig:
     """``cfg`` with the model, optimizer and data of the run saved in
     ``workdir`` (its data location stays ``cfg``'s; data keys the run predates
@@ -358,6 +396,8 @@ def run(cfg: DictConfig, workdir: str) -> Mapping[str, Any]:
         with run_lock.held(workdir, take=runs.is_primary_process()):
             if cfg.mode == Mode.fit:
                 return train_and_evaluate(cfg, workdir, hardware)
+            if cfg.mode == Mode.predict:
+                return predict(cfg, workdir, hardware)
             return evaluate(cfg, workdir, hardware)
     finally:
         jax.clear_caches()  # the next job of a multirun in this process compiles afresh

@@ -222,6 +222,12 @@ def eval_step(state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetr
     )
 
 
+def predict_step(state: TrainState, images: jax.Array) -> jax.Array:
+    """The predicted distribution over classes of each image (two classes for a single logit)."""
+    logits, _ = _forward(state.apply_fn, state.params, state.model_state, images, train=False)
+    return jax.nn.softmax(two_class_logits(logits.astype(jnp.float32)))
+
+
 def _identity(images: jax.Array) -> jax.Array:
     return images.astype(jnp.float32)
 
@@ -261,3 +267,6 @@ class Classifier:
 
     def eval_step(self, state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetrics:
         return eval_step(state, metrics, {**batch, "image": self.normalize(batch["image"])})
+
+    def predict_step(self, state: TrainState, images: jax.Array) -> jax.Array:
+        return predict_step(state, self.normalize(images))
