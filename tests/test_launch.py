@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.util import tensor_util
 
@@ -33,6 +34,31 @@ def _images(run_dir: Path) -> dict[str, dict[int, tuple[int, int]]]:
                     png = Image.open(io.BytesIO(value[2]))
                     images.setdefault(tag, {})[event.step] = png.size[::-1]
     return images
+
+
+def _texts(run_dir: Path) -> dict[str, str]:
+    """Text summaries per tag (their first value), via TensorBoard's reader."""
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(run_dir))
+    multiplexer.Reload()
+    texts = {}
+    for run, tags in multiplexer.Runs().items():
+        for tag in tags["tensors"]:
+            event = multiplexer.Tensors(run, tag)[0]
+            if multiplexer.SummaryMetadata(run, tag).plugin_data.plugin_name == "text":
+                texts[tag] = tensor_util.make_ndarray(event.tensor_proto).item().decode()
+    return texts
+
+
+def test_tensorboards_text_tab_names_the_run_by_its_overrides_and_shows_its_config_and_parameters(
+    finished_run, data_dir
+):
+    texts = _texts(finished_run)
+    assert texts["run/overrides"] == f"`data.data_dir={data_dir} {' '.join(TINY)}`"  # Hydra's own keys left out
+    config = yaml.safe_load("\n".join(line[4:] for line in texts["run/config"].splitlines()))
+    assert config["trainer"]["max_steps"] == 60 and config["model"]["hidden_sizes"] == [256, 256]
+    parameters = texts["run/parameters"]
+    assert "(64, 256)" in parameters and "Total: 85,002" in parameters
 
 
 def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):

@@ -86,7 +86,12 @@ def tensorboard_post(logdir: Path, route: str, request: dict) -> dict:
     return json.loads(response.data)
 
 
-def test_tensorboards_hparams_tab_compares_the_jobs_by_config_and_final_metrics(study):
+def test_tensorboards_hparams_tab_compares_the_jobs_by_the_swept_keys_and_chosen_metrics(study):
+    experiment = tensorboard_post(study, "/data/plugin/hparams/experiment", {"experimentName": ""})
+    assert [info["name"] for info in experiment["hparamInfos"]] == ["labels", "seed"]
+    assert [info["name"]["tag"] for info in experiment["metricInfos"]] == [
+        *("test/accuracy", "test/nll", "test/ece", "eval/accuracy", "gap/train_minus_validation_accuracy")
+    ]
     request = {
         "experimentName": "",
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
@@ -97,12 +102,13 @@ def test_tensorboards_hparams_tab_compares_the_jobs_by_config_and_final_metrics(
     groups = tensorboard_post(study, "/data/plugin/hparams/session_groups", request)["sessionGroups"]
     sessions = {session["name"]: session for group in groups for session in group["sessions"]}
     jobs = job_dirs(study)
-    assert sorted(sessions) == sorted([job.name for job in jobs] + ["teacher"])
+    # Each row is named after its job's directory; the teacher is a row of its own, named so.
+    assert sorted(group["name"] for group in groups) == sorted([job.name for job in jobs] + ["teacher"])
     for job in jobs:
         summary = json.loads((job / "summary.json").read_text())
-        [group] = [group for group in groups if any(session["name"] == job.name for session in group["sessions"])]
+        [group] = [group for group in groups if group["name"] == job.name]
         assert group["hparams"]["seed"] == summary["hparams"]["seed"]
-        assert group["hparams"]["model.hidden_sizes"] == "[32]"
+        assert group["hparams"]["labels"] == job.name.split("labels=")[1].split(",")[0]
         metrics = {value["name"]["tag"]: value["value"] for value in sessions[job.name]["metricValues"]}
         assert metrics["test/accuracy"] == pytest.approx(summary["test"]["accuracy"])
         assert metrics["test/ece"] == pytest.approx(summary["test"]["ece"])
@@ -113,7 +119,8 @@ def test_tensorboards_hparams_tab_compares_the_jobs_by_config_and_final_metrics(
 
 def test_the_teacher_is_trained_once_before_the_jobs_that_distil_from_it(study):
     teacher = json.loads((study / "teacher" / "summary.json").read_text())
-    assert teacher["steps"] == 40 and teacher["hparams"]["model.hidden_sizes"] == "[256, 256]"
+    # Its own model, and the command line's trainer.max_steps=60 over its own 40.
+    assert teacher["steps"] == 60 and teacher["hparams"]["model.hidden_sizes"] == "[256, 256]"
     for job in job_dirs(study):
         config = read_config(str(job))  # resolved, as the job ran
         assert config["model"]["hidden_sizes"] == [32]

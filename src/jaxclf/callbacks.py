@@ -32,11 +32,14 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import jax
+from clu import parameter_overview
+from omegaconf import OmegaConf
 
 from jaxclf.calibration import reliability_diagram
 from jaxclf.checkpointing import Retention
@@ -46,6 +49,7 @@ from jaxclf.metrics import MetricName
 from jaxclf.tensorboard_writer import TensorBoardWriter
 
 if TYPE_CHECKING:
+    from jaxclf.runs import RunConfig
     from jaxclf.train_state import TrainState
     from jaxclf.trainer import Trainer
 
@@ -288,8 +292,25 @@ class TensorBoardLogger(Callback):
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
         if int(state.step) == 0 and trainer.run_config is not None and (writer := self.writer(trainer)):
-            writer.write_hparams(trainer.run_config.hparams())
+            self._write_run(writer, trainer.run_config, trainer.workdir, state)
         self._clock = (int(state.step), time.monotonic(), trainer.seconds_outside_training)
+
+    @staticmethod
+    def _write_run(writer: TensorBoardWriter, run_config: RunConfig, workdir: str, state: TrainState) -> None:
+        """The run as the HParams tab's row named after its directory (the
+        hyperparameters its command line chose), and in the Text tab: that
+        command line, the resolved config and the parameter table."""
+        writer.write_session(run_config.chosen_hparams(), trial_id=os.path.basename(os.path.normpath(workdir)))
+        config = OmegaConf.to_yaml(dict(run_config.values))
+        parameters = parameter_overview.get_parameter_overview(state.params, include_stats=False)
+        writer.write_texts(
+            0,
+            {
+                "run/overrides": f"`{run_config.name}`",
+                "run/config": _code_block(config),
+                "run/parameters": _code_block(parameters),
+            },
+        )
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
         if is_due(step, self.every_steps):
@@ -359,6 +380,11 @@ class TensorBoardLogger(Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _code_block(text: str) -> str:
+    """``text`` as Markdown preformatted text (TensorBoard's Text tab renders Markdown)."""
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 class ProgressBar(Callback):

@@ -36,7 +36,7 @@ def run_job(cfg: DictConfig) -> float | None:
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         _quiet_background_tracebacks()
     try:
-        results = run(cfg, hydra_config.runtime.output_dir)
+        results = run(cfg, hydra_config.runtime.output_dir, list(hydra_config.overrides.task))
     except Exception as error:
         expected = isinstance(error, (ConfigError, RunStopped))
         if expected:

@@ -152,16 +152,24 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, workdir: str, hardware: Hardware, callbacks: Sequence[Callback]) -> Trainer:
+def build_trainer(
+    cfg: DictConfig, workdir: str, hardware: Hardware, callbacks: Sequence[Callback], overrides: Sequence[str] = ()
+) -> Trainer:
+    """The Trainer of ``cfg`` in ``workdir``, knowing the run's config and the
+    command-line ``overrides`` that made it (for TensorBoard)."""
     values = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    run_config = runs.RunConfig(values, resumable_keys_of(cfg))
+    run_config = runs.RunConfig(values, resumable_keys_of(cfg), tuple(overrides))
     config = typed(cfg.trainer, TrainerConfig)
     check_micro_batches(cfg.data.batch_size, config.accumulate_steps, hardware.num_devices)  # before writing
     return Trainer(config, hardware, callbacks, workdir, run_config)
 
 
 def build(
-    cfg: DictConfig, workdir: str, extra_callbacks: Sequence[Callback] = (), hardware: Hardware | None = None
+    cfg: DictConfig,
+    workdir: str,
+    extra_callbacks: Sequence[Callback] = (),
+    hardware: Hardware | None = None,
+    overrides: Sequence[str] = (),
 ) -> tuple[Trainer, Classifier, DataModule]:
     """Everything ``cfg`` describes for training in ``workdir``: the Trainer
     (with the ``callbacks`` group's callbacks, then ``extra_callbacks``), what
@@ -171,7 +179,8 @@ def build(
     hardware = hardware or setup_hardware(cfg)
     classifier = build_classifier(cfg, hardware)
     data = build_data(cfg, hardware)
-    return build_trainer(cfg, workdir, hardware, [*build_callbacks(cfg), *extra_callbacks]), classifier, data
+    callbacks = [*build_callbacks(cfg), *extra_callbacks]
+    return build_trainer(cfg, workdir, hardware, callbacks, overrides), classifier, data
 
 
 def find_callback(callbacks: Sequence[Callback], kind: type[CallbackType]) -> CallbackType | None:
@@ -182,12 +191,14 @@ def find_callback(callbacks: Sequence[Callback], kind: type[CallbackType]) -> Ca
 # -- modes ------------------------------------------------------------------------
 
 
-def train_and_evaluate(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any]:
+def train_and_evaluate(
+    cfg: DictConfig, workdir: str, hardware: Hardware, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
     """Trains (resuming if ``workdir`` holds a checkpoint), then tests the
     final model (the best one, when the checkpoint callback monitors a metric)
     and writes ``summary.json``. A finished run is left as it is."""
     start = time.monotonic()
-    trainer, classifier, data = build(cfg, workdir, hardware=hardware)
+    trainer, classifier, data = build(cfg, workdir, hardware=hardware, overrides=overrides)
     try:
         state = trainer.initial_state(classifier, cfg.seed)
         finished = _finished_summary(trainer, state, workdir)
@@ -382,9 +393,10 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def run(cfg: DictConfig, workdir: str) -> Mapping[str, Any]:
+def run(cfg: DictConfig, workdir: str, overrides: Sequence[str] = ()) -> Mapping[str, Any]:
     """Validates ``cfg`` and dispatches on ``cfg.mode``; training and
-    evaluation hold ``workdir``'s lock (one process per run directory)."""
+    evaluation hold ``workdir``'s lock (one process per run directory).
+    ``overrides``: the command line's, which name the run in TensorBoard."""
     if OmegaConf.get_type(cfg) is not Config:
         cfg = cast(DictConfig, OmegaConf.merge(OmegaConf.structured(Config), cfg))  # built without Hydra: typed here
     validate(cfg)
@@ -395,7 +407,7 @@ def run(cfg: DictConfig, workdir: str) -> Mapping[str, Any]:
         hardware = setup_hardware(cfg)  # first: the process index says who holds the lock
         with run_lock.held(workdir, take=runs.is_primary_process()):
             if cfg.mode == Mode.fit:
-                return train_and_evaluate(cfg, workdir, hardware)
+                return train_and_evaluate(cfg, workdir, hardware, overrides)
             if cfg.mode == Mode.predict:
                 return predict(cfg, workdir, hardware)
             return evaluate(cfg, workdir, hardware)

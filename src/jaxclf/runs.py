@@ -53,6 +53,7 @@ class RunConfig:
 
     values: Mapping[str, Any]
     resumable: frozenset[str] = frozenset()
+    overrides: tuple[str, ...] = ()  # the command line's, as Hydra gives them: "labels=mixup", "seed=1"
 
     def differences(self, saved: Mapping[str, Any]) -> list[str]:
         """Keys whose values differ from ``saved``'s, except resumable ones:
@@ -73,6 +74,37 @@ class RunConfig:
         (callbacks are tooling, not hyperparameters: left out)."""
         flat = flatten({key: value for key, value in self.values.items() if key != "callbacks"})
         return {key: value if isinstance(value, (bool, int, float, str)) else str(value) for key, value in flat.items()}
+
+    def chosen_hparams(self) -> dict[str, Any]:
+        """What the command line chose (a group's option, or a key's resolved
+        value) and the seed: the hyperparameters that tell runs apart in
+        TensorBoard's HParams tab. Tooling and locations are left out."""
+        flat = self.hparams()
+        chosen = {}
+        for override in self.overrides:
+            key, _, value = override.lstrip("+~").partition("=")
+            if not key.startswith(NOT_HYPERPARAMETERS) and key not in NOT_HYPERPARAMETERS:
+                chosen[key] = flat.get(key, value)
+        chosen.setdefault("seed", flat.get("seed", 0))
+        return chosen
+
+    @property
+    def name(self) -> str:
+        """The command line's overrides, or "defaults"."""
+        return " ".join(self.overrides) or "defaults"
+
+
+# Overrides that choose where and how a run is kept and shown, not what it learns.
+NOT_HYPERPARAMETERS = (
+    "hydra.",
+    "callbacks",
+    "mode",
+    "data.data_dir",
+    "data.manual_dir",
+    "loss.teacher",
+    "evaluation.run_dir",
+    "hardware.compilation_cache_dir",
+)
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,7 +108,20 @@ class TensorBoardWriter:
 
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         """The run's settings for the HParams tab (values: bool, int, float or str)."""
-        self._add(event_pb2.Event(step=0, summary=hparams_summary.hparams_pb(dict(hparams))))
+        self.write_session(hparams, trial_id=None)
+
+    def write_session(self, hparams: Mapping[str, Any], trial_id: str | None) -> None:
+        """``write_hparams`` as the HParams tab's row ``trial_id`` (None: a hash of the values)."""
+        self._add(event_pb2.Event(step=0, summary=hparams_summary.hparams_pb(dict(hparams), trial_id=trial_id)))
+
+    def write_experiment(self, hparams: Sequence[str], metrics: Sequence[str]) -> None:
+        """An HParams experiment: the columns of the HParams tab for every run
+        under this writer's directory (hyperparameter names, scalar tags)."""
+        summary = hparams_summary.hparams_config_pb(
+            hparams=[hparams_summary.HParam(name) for name in hparams],
+            metrics=[hparams_summary.Metric(tag) for tag in metrics],
+        )
+        self._add(event_pb2.Event(step=0, summary=summary))
 
     def flush(self) -> None:
         self._file.flush()
