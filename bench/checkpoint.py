@@ -85,7 +85,7 @@ def training_steps_per_sec(steps: int, checkpoint_every: int, data_dir: str | No
     """The default model's steps/s over the second half of ``steps`` (the first compiles)."""
     overrides = [
         *([f"data.data_dir={data_dir}"] if data_dir else []),
-        "callbacks.tensorboard.reliability_diagrams=false",
+        "callbacks.tensorboard.images=false",
     ]
     warmup = steps // 2
     cfg = configured(overrides, warmup, steps - warmup, None, checkpoint_every=checkpoint_every)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
@@ -50,6 +52,29 @@ def _texts(run_dir: Path) -> dict[str, str]:
     return texts
 
 
+def test_per_class_accuracy_agrees_with_the_predictions_of_the_same_checkpoint(finished_run, data_dir, tmp_path):
+    code, stderr = launch_in_process(
+        "mode=predict", f"evaluation.run_dir={finished_run}", f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}"
+    )
+    assert code == 0, stderr
+    with open(tmp_path / "predictions.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    labels = np.array([int(row["label"]) for row in rows])
+    predicted = np.array([int(row["predicted"]) for row in rows])
+    scalars = tensorboard_scalars(finished_run)
+    for label in range(10):
+        expected = np.mean(predicted[labels == label] == label)
+        assert dict(scalars[f"test_by_class/accuracy_{label}"])[60] == pytest.approx(expected)
+
+
+def test_top5_accuracy_is_reported_above_the_configured_number_of_classes(tmp_path, data_dir):
+    code, stderr = launch_in_process(
+        f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY, "evaluation.top5_min_classes=5"
+    )
+    assert code == 0, stderr
+    assert "top5_accuracy" in json.loads((tmp_path / "summary.json").read_text())["test"]
+
+
 def test_tensorboards_text_tab_names_the_run_by_its_overrides_and_shows_its_config_and_parameters(
     finished_run, data_dir
 ):
@@ -66,7 +91,8 @@ def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):
     assert summary["steps"] == 60 and summary["num_params"] == 64 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
     assert summary["wall_time_s"] > 0
     for split, size in (("validation", 200), ("test", 297)):
-        assert set(summary[split]) >= {"accuracy", "loss", "nll", "top5_accuracy", "ece", "brier"}
+        assert set(summary[split]) >= {"accuracy", "loss", "nll", "ece", "brier"}
+        assert "top5_accuracy" not in summary[split]  # about 1.0 with 10 classes: left out
         assert summary[split]["nll"] == summary[split]["loss"]
         assert 0 <= summary[split]["ece"] < 0.2 and 0 <= summary[split]["brier"] < 0.5
         assert summary[split]["num_examples"] == size
@@ -75,15 +101,17 @@ def test_fit_writes_summary_checkpoints_and_tensorboard_scalars(finished_run):
     assert (finished_run / ".hydra" / "config.yaml").exists()
 
     scalars = tensorboard_scalars(finished_run)
-    for tag in ("train/loss", "train/accuracy", "train/learning_rate", "train/steps_per_sec"):
+    for tag in ("train/loss", "train/accuracy", "train/learning_rate", "train/steps_per_sec", "train/grad_norm"):
         assert [step for step, _ in scalars[tag]] == [20, 40, 60], tag
     assert [step for step, _ in scalars["eval/accuracy"]] == [20, 40, 60]
-    for tag in ("eval/loss", "eval/nll", "eval/top5_accuracy", "eval/ece", "eval/brier"):
+    for tag in ("eval/loss", "eval/nll", "eval/ece", "eval/brier", "eval_by_class/accuracy_3"):
         assert [step for step, _ in scalars[tag]] == [20, 40, 60], tag
     assert dict(scalars["test/ece"])[60] == pytest.approx(summary["test"]["ece"])
     images = _images(finished_run)
     assert set(images["eval/reliability_diagram"]) == {20, 40, 60}
     assert set(images["test/reliability_diagram"]) == {60}
+    assert set(images["eval/confusion_matrix"]) == {20, 40, 60} and set(images["test/confusion_matrix"]) == {60}
+    assert set(images["test/mistakes"]) == {60}
     final_eval = dict(scalars["eval/accuracy"])[60]
     assert final_eval == pytest.approx(summary["validation"]["accuracy"])
     assert dict(scalars["test/accuracy"])[60] == pytest.approx(summary["test"]["accuracy"])
@@ -222,7 +250,7 @@ def test_an_imagenet_sized_vit_trains_on_synthetic_data(tmp_path):
         "trainer.max_steps=2",
         "trainer.steps_per_call=1",
         "callbacks.progress_bar=null",
-        "callbacks.tensorboard.reliability_diagrams=false",
+        "callbacks.tensorboard.images=false",
         "data.batch_size=2",
         "data.synthetic_examples.train=8",
         "data.synthetic_examples.validation=4",

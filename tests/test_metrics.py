@@ -8,6 +8,7 @@ import numpy as np
 import optax
 
 from jaxclf.calibration import reliability_diagram
+from jaxclf.confusion import ConfusionMatrix, confusion_image, per_class_accuracy
 from jaxclf.metrics import NUM_CALIBRATION_BINS, CalibrationBins, EvalMetrics
 from jaxclf.train_state import create_train_state, eval_step
 
@@ -87,7 +88,7 @@ def test_eval_step_metrics_match_numpy():
     metrics = eval_step(
         state, EvalMetrics.empty(), {"image": images, "label": jnp.asarray(labels), "mask": jnp.asarray(mask)}
     )
-    results = {k: float(v) for k, v in metrics.compute().items()}
+    results = {k: float(v) for k, v in metrics.compute().items() if k != "confusion"}
 
     logits = np.asarray(state.apply_fn({"params": state.params}, images), np.float64)[mask]
     labels = labels[mask]
@@ -126,3 +127,24 @@ def test_reliability_diagram_renders_an_rgb_image():
     image = reliability_diagram(**bins, title="test")
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
     assert image.shape[0] >= 200 and image.std() > 10  # not blank
+
+
+def test_the_confusion_matrix_matches_scikit_learn_and_honours_the_mask():
+    from sklearn.metrics import confusion_matrix, recall_score
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(6), size=200).astype(np.float32)
+    labels = rng.integers(0, 6, size=200)
+    mask = rng.random(200) < 0.8
+    halves = [
+        ConfusionMatrix.from_model_output(probs=jnp.asarray(probs[part]), labels=jnp.asarray(labels[part]),
+                                          mask=jnp.asarray(mask[part]))
+        for part in (slice(0, 120), slice(120, 200))
+    ]  # fmt: skip
+    counts = np.asarray(ConfusionMatrix.zeros(6).merge(halves[0]).merge(halves[1]).compute())
+    expected = confusion_matrix(labels[mask], probs[mask].argmax(-1), labels=range(6))
+    np.testing.assert_array_equal(counts, expected)
+    recall = recall_score(labels[mask], probs[mask].argmax(-1), labels=range(6), average=None)
+    np.testing.assert_allclose(per_class_accuracy(counts), recall)
+    image = confusion_image(counts, title="eval")
+    assert image.dtype == np.uint8 and image.shape[-1] == 3 and image.std() > 10

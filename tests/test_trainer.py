@@ -370,3 +370,24 @@ def test_by_default_only_cheap_steps_are_fused(compose, data_dir, tmp_path, mode
     data.close()
     recorder = _callback(trainer, "recorder")
     assert [event[1] for event in recorder.events if event[0] == "train_steps_end"] == calls
+
+
+def test_the_logged_norms_are_the_gradients_parameters_and_update_of_the_step():
+    # With plain SGD the update is -learning_rate * gradient: three norms, one closed form.
+    model = MLP(num_classes=3, hidden_sizes=(8,))
+    state = create_train_state(model, optax.sgd(0.5), (4, 4, 1), jax.random.PRNGKey(2))
+    rng = np.random.default_rng(2)
+    batch = {
+        "image": jnp.asarray(rng.normal(size=(8, 4, 4, 1)), jnp.float32),
+        "label": jnp.asarray(rng.integers(0, 3, size=8), jnp.int32),
+    }
+    new_state, outputs = train_step(state, batch, Objective())
+
+    def norm(tree):
+        return np.sqrt(sum(np.sum(np.asarray(leaf, np.float64) ** 2) for leaf in jax.tree.leaves(tree)))
+
+    step = jax.tree.map(lambda new, old: np.asarray(new, np.float64) - np.asarray(old, np.float64),
+                        new_state.params, state.params)  # fmt: skip
+    np.testing.assert_allclose(float(outputs["param_norm"]), norm(new_state.params), rtol=1e-5)
+    np.testing.assert_allclose(float(outputs["update_norm"]), norm(step), rtol=1e-4)
+    np.testing.assert_allclose(float(outputs["grad_norm"]), norm(step) / 0.5, rtol=1e-4)

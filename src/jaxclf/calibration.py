@@ -26,23 +26,25 @@ def reliability_diagram(count: np.ndarray, confidence: np.ndarray, correct: np.n
     accuracy = np.divide(correct, count, out=np.zeros_like(correct), where=occupied)
     mean_confidence = np.divide(confidence, count, out=np.zeros_like(confidence), where=occupied)
 
-    figure = Figure(figsize=(4, 4), dpi=80)
+    figure = Figure(figsize=(4.5, 4.5), dpi=80)
     canvas = FigureCanvasAgg(figure)  # renders off-screen; no global backend change
     axes = figure.add_subplot()
-    axes.bar(centres, accuracy, width=1.0 / num_bins, edgecolor="black", color="tab:blue", label="accuracy")
-    axes.bar(
-        centres,
-        mean_confidence - accuracy,
-        bottom=accuracy,
-        width=1.0 / num_bins,
-        color="tab:red",
-        alpha=0.3,
-        label="gap to confidence",
-    )
-    axes.plot([0, 1], [0, 1], "k--", linewidth=1)
-    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
-    axes.set_title(title)
-    axes.legend(loc="upper left")
+    width = 1.0 / num_bins
+    axes.bar(centres, accuracy, width=width, edgecolor="black", color="tab:blue", alpha=0.7, label="accuracy in bin")
+    axes.vlines(
+        centres[occupied], accuracy[occupied], mean_confidence[occupied], color="tab:red", linewidth=2,
+        label="gap to confidence (ECE: their mean, by count)",
+    )  # fmt: skip
+    axes.scatter(
+        centres[occupied], mean_confidence[occupied], marker="D", s=14, color="tab:orange", zorder=3,
+        label="mean confidence in bin",
+    )  # fmt: skip
+    for centre, height, n in zip(centres[occupied], accuracy[occupied], count[occupied], strict=True):
+        axes.annotate(f"{int(n)}", (centre, height), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=6)
+    axes.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
+    axes.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence (numbers: predictions in bin)", ylabel="accuracy")
+    axes.set_title(title, fontsize=10)
+    axes.legend(loc="upper left", fontsize=7)
     figure.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -38,14 +38,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import jax
+import numpy as np
 from clu import parameter_overview
 from omegaconf import OmegaConf
 
 from jaxclf.calibration import reliability_diagram
 from jaxclf.checkpointing import Retention
+from jaxclf.confusion import LABELLED_CLASSES, confusion_image, per_class_accuracy
 from jaxclf.data.config import SplitName
 from jaxclf.evaluation import EvalResults, train_minus_validation_accuracy
 from jaxclf.metrics import MetricName
+from jaxclf.misclassified import mistakes_grid, most_confident_mistakes
 from jaxclf.tensorboard_writer import TensorBoardWriter
 
 if TYPE_CHECKING:
@@ -273,10 +276,14 @@ class TensorBoardLogger(Callback):
     final train-minus-validation accuracy gap."""
 
     def __init__(
-        self, every_steps: int, split_names: Mapping[str, str] | None = None, reliability_diagrams: bool = True
+        self,
+        every_steps: int,
+        split_names: Mapping[str, str] | None = None,
+        images: bool = True,
+        mistakes: int = 16,
     ):
         _check_period(every_steps)
-        self.every_steps, self.reliability_diagrams = every_steps, reliability_diagrams
+        self.every_steps, self.images, self.mistakes = every_steps, images, mistakes
         self.split_names = dict(split_names or {"train": "train_eval", "validation": "eval", "test": "test"})
         self._writer: TensorBoardWriter | None = None
         # (step, time, trainer.seconds_outside_training) when the last training metrics were taken
@@ -352,21 +359,46 @@ class TensorBoardLogger(Callback):
         gap = train_minus_validation_accuracy(results)
         if gap is not None and (writer := self.writer(trainer)):
             writer.write_scalars(step, {"gap/train_minus_validation_accuracy": gap})
+        if self.images and self.mistakes and SplitName.test.value in results:
+            self._write_mistakes(trainer, state)
         self._flush(trainer)
 
+    def _write_mistakes(self, trainer: Trainer, state: TrainState) -> None:
+        """The test images the model gets most confidently wrong (``<test>/mistakes``)."""
+        split = SplitName.test.value
+        probs, labels = trainer.predict(state, split)  # a collective with several processes: everyone calls
+        if (writer := self.writer(trainer)) is None:
+            return
+        shown = most_confident_mistakes(probs, labels, self.mistakes)
+        images = trainer.eval_split(split).read(shown)[0] if len(shown) else np.zeros((0, 1, 1, 1))
+        name = self.split_names.get(split, split)
+        title = f"{name}: the {len(shown)} most confident of {int((probs.argmax(-1) != labels).sum())} mistakes"
+        grid = mistakes_grid(images, labels[shown], probs[shown], title=title)
+        writer.write_images(int(state.step), {f"{name}/mistakes": grid[None]})
+
     def write_results(self, trainer: Trainer, step: int, split: str, results: EvalResults) -> None:
-        """One evaluation as scalars ``<name>/<metric>`` and a reliability diagram image."""
+        """One evaluation under ``<name>/``: its scalars, the reliability
+        diagram and the confusion matrix as images; each class's accuracy
+        under ``<name>_by_class/`` (scalars up to ``LABELLED_CLASSES``
+        classes, else a histogram)."""
         writer = self.writer(trainer)
         if writer is None:
             return
         name = self.split_names.get(split, split)
-        writer.write_scalars(
-            step, {f"{name}/{metric}": value for metric, value in results.items() if metric != "num_examples"}
-        )
-        if self.reliability_diagrams:
-            title = f"{split}, step {step}: ECE {results['ece']:.4f}"
-            image = reliability_diagram(**results.calibration, title=title)
-            writer.write_images(step, {f"{name}/reliability_diagram": image[None]})
+        scalars = {f"{name}/{metric}": value for metric, value in results.items() if metric != "num_examples"}
+        accuracy = per_class_accuracy(results.confusion)
+        if 0 < len(accuracy) <= LABELLED_CLASSES:
+            scalars |= {f"{name}_by_class/accuracy_{label}": value for label, value in enumerate(accuracy)}
+        elif len(accuracy):
+            writer.write_histograms(step, {f"{name}_by_class/accuracy": accuracy[~np.isnan(accuracy)]})
+        writer.write_scalars(step, scalars)
+        if self.images:
+            title = f"{name}, step {step}: ECE {results['ece']:.4f}"
+            images = {f"{name}/reliability_diagram": reliability_diagram(**results.calibration, title=title)}
+            if len(accuracy):
+                title = f"{name}, step {step}: accuracy {results['accuracy']:.4f}"
+                images[f"{name}/confusion_matrix"] = confusion_image(results.confusion, title=title)
+            writer.write_images(step, {tag: image[None] for tag, image in images.items()})
 
     def on_save_checkpoint(self, trainer: Trainer, step: int) -> None:
         self._flush(trainer)  # what a checkpoint covers is on disk before it

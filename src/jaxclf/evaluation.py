@@ -41,18 +41,24 @@ class EvaluationConfig:
     # Every evaluation, during training and after, scores only the first this
     # many examples of each split (null: all of them; debug=limit_batches).
     max_examples: Optional[int] = resumable(None)
+    # Top-5 accuracy is reported only with more classes than this (with 10,
+    # it is about 1.0 and says nothing).
+    top5_min_classes: int = resumable(10)
     # mode=evaluate: the run to re-test (null: this run directory). It is only
     # read, so a finished run on read-only storage can be evaluated from elsewhere.
     run_dir: str | None = resumable(None)
 
 
 class EvalResults(Mapping[str, float]):
-    """One split's metrics by name, and the calibration bins behind its ECE
+    """One split's metrics by name, the calibration bins behind its ECE
     (``calibration``: per-bin ``count``, ``confidence`` and ``correct``, for a
-    reliability diagram)."""
+    reliability diagram) and its ``confusion`` matrix (``[true, predicted]`` counts)."""
 
-    def __init__(self, metrics: Mapping[str, float], calibration: Mapping[str, np.ndarray]):
+    def __init__(
+        self, metrics: Mapping[str, float], calibration: Mapping[str, np.ndarray], confusion: np.ndarray | None = None
+    ):
         self._metrics, self.calibration = dict(metrics), dict(calibration)
+        self.confusion = np.zeros((0, 0)) if confusion is None else confusion
 
     def __getitem__(self, name: str) -> float:
         return self._metrics[name]
@@ -68,21 +74,26 @@ class EvalResults(Mapping[str, float]):
 
 
 class Evaluator:
-    """Scores a state on a split in padded batches of ``batch_size``."""
+    """Scores a state on a split in padded batches of ``batch_size``; top-5
+    accuracy only with more than ``top5_min_classes`` classes."""
 
-    def __init__(self, classifier: Classifier, hardware: Hardware, batch_size: int, num_classes: int):
+    def __init__(
+        self, classifier: Classifier, hardware: Hardware, batch_size: int, num_classes: int, top5_min_classes: int = 10
+    ):
         self.hardware, self.batch_size, self.num_classes = hardware, batch_size, num_classes
+        self.top5 = num_classes > top5_min_classes
         self._step = jax.jit(classifier.eval_step, donate_argnums=(1,))
 
     def __call__(self, state: TrainState, split: Split) -> EvalResults:
-        metrics = jax.device_put(EvalMetrics.empty(), self.hardware.replicated)
+        metrics = jax.device_put(EvalMetrics.for_classes(self.num_classes), self.hardware.replicated)
         for batch in eval_batches(split, self.batch_size, self.hardware):
             metrics = self._step(state, metrics, batch)
-        results: dict[str, Any] = {name: float(value) for name, value in metrics.compute().items()}
-        if self.num_classes <= 5:
+        computed = metrics.compute()
+        results: dict[str, Any] = {name: float(value) for name, value in computed.items() if name != "confusion"}
+        if not self.top5:
             del results["top5_accuracy"]
         results["num_examples"] = metrics.num_examples
-        return EvalResults(results, metrics.ece.as_numpy())
+        return EvalResults(results, metrics.ece.as_numpy(), np.asarray(computed["confusion"]))
 
 
 def train_minus_validation_accuracy(results: Mapping[str, Mapping[str, float]]) -> float | None:

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metrics
 
+from jaxclf.confusion import ConfusionMatrix
+
 NUM_CALIBRATION_BINS = 15
 
 
@@ -79,6 +81,9 @@ def _of_applied_steps(name: str):
 class TrainMetrics(metrics.Collection):
     loss: metrics.Average.from_fun(_of_applied_steps("loss"))  # mean of the steps' batch losses
     accuracy: metrics.Average.from_fun(_of_applied_steps("correct"))  # against the un-mixed labels
+    grad_norm: metrics.Average.from_fun(_of_applied_steps("grad_norm"))  # global norms, mean over the steps
+    param_norm: metrics.Average.from_fun(_of_applied_steps("param_norm"))
+    update_norm: metrics.Average.from_fun(_of_applied_steps("update_norm"))
     learning_rate: metrics.LastValue.from_output("learning_rate")  # of the latest step
     skipped_steps: metrics.LastValue.from_output("skipped_steps")  # updates skipped so far (non-finite values)
 
@@ -91,6 +96,12 @@ class EvalMetrics(metrics.Collection):
     top5_accuracy: metrics.Average.from_output("top5_correct")
     ece: CalibrationBins
     brier: metrics.Average.from_output("brier")  # sum_k (p_k - y_k)^2 per example
+    confusion: ConfusionMatrix
+
+    @classmethod
+    def for_classes(cls, num_classes: int) -> "EvalMetrics":
+        """The empty collection of an evaluation over ``num_classes`` classes."""
+        return cls.empty().replace(confusion=ConfusionMatrix.zeros(num_classes))
 
     @property
     def num_examples(self) -> int:
@@ -99,7 +110,7 @@ class EvalMetrics(metrics.Collection):
 
 
 class MetricName(str, enum.Enum):
-    """What an evaluation reports (``top5_accuracy`` only with more than 5 classes)."""
+    """What an evaluation reports (``top5_accuracy`` only with more than ``evaluation.top5_min_classes``)."""
 
     accuracy = "accuracy"
     loss = "loss"

@@ -133,7 +133,8 @@ def build_data(cfg: DictConfig, hardware: Hardware, train: bool = True) -> DataM
         del splits["train"]
     if cfg.evaluation.max_examples:
         splits = {name: head(split, cfg.evaluation.max_examples) for name, split in splits.items()}
-    return DataModule(loader, splits, data.eval_batch_size or data.batch_size, data.num_classes)
+    eval_batch_size = data.eval_batch_size or data.batch_size
+    return DataModule(loader, splits, eval_batch_size, data.num_classes, cfg.evaluation.top5_min_classes)
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:

@@ -104,8 +104,9 @@ def train_step(
     ``state.step + 1``) without reading a flag after every step.
 
     Returns the new state, the batch's mean loss, per-example correctness
-    (against the batch's own labels, before any mixing) and whether the
-    update was ``applied``."""
+    (against the batch's own labels, before any mixing), the global norms of
+    the gradients, the new parameters and the update, and whether the update
+    was ``applied``."""
     target_rng, dropout_rng = jax.random.split(jax.random.fold_in(state.rng, state.step))
     images, context = objective.prepare(target_rng, batch["image"], batch["label"])
     gradients = functools.partial(_gradients, state, objective)
@@ -116,7 +117,13 @@ def train_step(
             gradients, state.params, state.model_state, images, context, dropout_rng, accumulate_steps
         )
     updated = state.apply_gradients(grads=grads, model_state=model_state)
-    applied = jnp.isfinite(loss) & all_finite((grads, updated.params, updated.model_state))
+    norms = {  # big_vision's health signals: one global norm each
+        "grad_norm": optax.tree.norm(grads),
+        "param_norm": optax.tree.norm(updated.params),
+        "update_norm": optax.tree.norm(jax.tree.map(jnp.subtract, updated.params, state.params)),
+    }
+    applied = jnp.isfinite(loss) & jnp.isfinite(norms["grad_norm"] + norms["param_norm"])
+    applied &= all_finite(updated.model_state)
     if halt_on_nonfinite:
         applied &= state.skipped_steps == 0
         not_applied = state.replace(skipped_steps=jnp.ones_like(state.skipped_steps))
@@ -124,7 +131,7 @@ def train_step(
         not_applied = state.replace(step=state.step + 1, skipped_steps=state.skipped_steps + 1)
     state = jax.tree.map(lambda new, old: jnp.where(applied, new, old), updated, not_applied)
     predictions = jnp.argmax(two_class_logits(logits), axis=-1)
-    return state, {"loss": loss, "correct": predictions == batch["label"], "applied": applied}
+    return state, {"loss": loss, "correct": predictions == batch["label"], "applied": applied, **norms}
 
 
 def _gradients(state: TrainState, objective: Objective, model_state, images, context, rng):
@@ -194,6 +201,9 @@ def train_steps(
         TrainMetrics.single_from_model_output(
             loss=outputs["loss"],
             correct=outputs["correct"],
+            grad_norm=outputs["grad_norm"],
+            param_norm=outputs["param_norm"],
+            update_norm=outputs["update_norm"],
             learning_rate=current_learning_rate(state.opt_state),
             skipped_steps=state.skipped_steps.astype(jnp.float32),  # as TrainMetrics.empty(): no second compile
             applied=outputs["applied"],

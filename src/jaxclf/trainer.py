@@ -27,11 +27,13 @@ from jaxclf import runs
 from jaxclf.callbacks import Callback
 from jaxclf.checkpointing import Retention
 from jaxclf.data.loader import DataModule
+from jaxclf.data.splits import Split
 from jaxclf.describe import train_step_flops
 from jaxclf.errors import ConfigError, NonFiniteError, Preempted
 from jaxclf.evaluation import EvalResults, Evaluator
 from jaxclf.hardware import Hardware
 from jaxclf.metrics import TrainMetrics
+from jaxclf.predict import predicted
 from jaxclf.preemption import PreemptionGuard
 from jaxclf.resumable import resumable
 from jaxclf.time_budget import TimeBudget
@@ -320,6 +322,18 @@ class Trainer:
             self._emit("on_eval_end", state, int(state.step), split, results)
         return results
 
+    def eval_split(self, split: str) -> Split:
+        """The named split of the data given to ``fit`` or ``test``."""
+        return self._require_compiled().data.eval_splits[split]
+
+    def predict(self, state: TrainState, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The predicted distribution and the label of every example of the
+        named split of the data given to ``fit`` or ``test``."""
+        compiled = self._require_compiled()
+        return predicted(
+            compiled.classifier, state, compiled.data.eval_splits[split], self.hardware, compiled.data.eval_batch_size
+        )
+
     def test(
         self, classifier: Classifier, data: DataModule, state: TrainState, splits: Sequence[str]
     ) -> dict[str, EvalResults]:
@@ -359,7 +373,9 @@ class Trainer:
                     ),
                     "the training step",
                 ),
-                evaluator=Evaluator(classifier, self.hardware, data.eval_batch_size, data.num_classes),
+                evaluator=Evaluator(
+                    classifier, self.hardware, data.eval_batch_size, data.num_classes, data.top5_min_classes
+                ),
             )
             self._train_metrics = jax.device_put(_empty_metrics(), self.hardware.replicated)
         return self._compiled

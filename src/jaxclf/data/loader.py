@@ -162,12 +162,14 @@ def eval_batches(split: Split, batch_size: int, hardware: Hardware) -> Iterator[
 class DataModule:
     """What a Trainer reads: step-addressed training batches (``train``; None
     when only evaluating) and the splits it evaluates, by name, in padded
-    batches of ``eval_batch_size``; ``num_classes`` labels."""
+    batches of ``eval_batch_size``; ``num_classes`` labels. Top-5 accuracy
+    is reported with more than ``top5_min_classes`` classes."""
 
     train: TrainLoader | None
     eval_splits: Mapping[str, Split]
     eval_batch_size: int
     num_classes: int
+    top5_min_classes: int = 10
 
     def close(self) -> None:
         if self.train is not None:
