@@ -214,3 +214,10 @@ def test_the_slurm_launcher_example_composes(compose):
     assert launcher.gpus_per_node == 1 and launcher.max_num_timeout == 3
     assert "export XLA_PYTHON_CLIENT_PREALLOCATE=false" in launcher.setup
     assert type(instantiate(launcher)).__name__ == "SlurmLauncher"
+
+
+def test_a_setting_with_one_seed_shows_its_value_without_a_spread():
+    from jaxclf.report import mean_std
+
+    assert mean_std(np.array([0.9812]), 100.0, "%") == "98.1%"
+    assert mean_std(np.array([0.98, 0.96]), 100.0, "%") == f"97.0 ± {np.std([98, 96], ddof=1):.1f}%"

@@ -51,9 +51,12 @@ def sample_std(values: np.ndarray) -> float:
 
 
 def mean_std(values: np.ndarray, scale: float, unit: str) -> str:
+    """``mean ± std`` over seeds; one seed has no spread to show: its value alone."""
     if values.size == 0:
         return "–"
     digits = 1 if scale == 100.0 else 3
+    if values.size == 1:
+        return f"{values[0] * scale:.{digits}f}{unit}"
     return f"{values.mean() * scale:.{digits}f} ± {sample_std(values) * scale:.{digits}f}{unit}"
 
 
