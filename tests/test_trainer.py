@@ -391,3 +391,37 @@ def test_the_logged_norms_are_the_gradients_parameters_and_update_of_the_step():
     np.testing.assert_allclose(float(outputs["param_norm"]), norm(new_state.params), rtol=1e-5)
     np.testing.assert_allclose(float(outputs["update_norm"]), norm(step), rtol=1e-4)
     np.testing.assert_allclose(float(outputs["grad_norm"]), norm(step) / 0.5, rtol=1e-4)
+
+
+class _ClockedRun(Callback):
+    """Drives a fake clock: each training call takes 1 s, each evaluation 100 s."""
+
+    order = -1  # before the other callbacks: a call's second has passed when they look
+
+    def __init__(self):
+        self.now = 0.0
+
+    def on_train_steps_end(self, trainer, state, step):
+        self.now += 1.0
+
+    def on_eval_end(self, trainer, state, step, split, results):
+        self.now += 100.0
+
+
+def test_steps_per_sec_counts_training_time_only(compose, data_dir, tmp_path, monkeypatch):
+    from conftest import tensorboard_scalars
+
+    clock = _ClockedRun()
+    cfg = compose(
+        [f"data.data_dir={data_dir}", "trainer.max_steps=60", "trainer.steps_per_call=10",
+         "callbacks.evaluation.every_steps=20", "callbacks.tensorboard.every_steps=20",
+         "callbacks.checkpoint=null", "callbacks.progress_bar=null"]
+    )  # fmt: skip
+    trainer, classifier, data = build(cfg, str(tmp_path), extra_callbacks=[clock])
+    monkeypatch.setattr("jaxclf.trainer.time.monotonic", lambda: clock.now)
+    trainer.fit(classifier, data)
+    trainer.close()
+    data.close()
+    monkeypatch.undo()
+    # Two calls of 10 steps per period: 20 steps in 2 s, whatever the evaluations took.
+    assert tensorboard_scalars(tmp_path)["train/steps_per_sec"] == [(20, 10.0), (40, 10.0), (60, 10.0)]
