@@ -63,3 +63,27 @@ def test_a_stop_message_starts_on_its_own_line_after_the_final_bar(tmp_path, dat
     before, message = result.stderr.rsplit("jaxclf: stopped: ", 1)
     assert before.endswith("\n") and PROGRESS_BAR.match(screen_lines(before)[-1])
     assert message.count("\n") == 1 and message.startswith("non-finite loss")  # nothing drawn after it
+
+
+_MODULES_AT_EXIT = """
+import atexit, runpy, sys
+atexit.register(lambda: print("LOADED", *sorted({name.split(".")[0] for name in sys.modules}), file=sys.stderr))
+sys.argv = ["launch.py", *sys.argv[1:]]
+runpy.run_path("launch.py", run_name="__main__")
+"""
+
+
+def test_a_bad_value_is_reported_before_checkpointing_data_or_tensorflow_load(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-c", _MODULES_AT_EXIT, f"hydra.run.dir={tmp_path}", "trainer.max_steps=-5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    error, loaded = result.stderr.split("LOADED ")
+    assert error == "jaxclf: error: trainer.max_steps=-5 is not valid; it must be a positive integer\n"
+    assert not {"orbax", "tensorflow", "tensorflow_datasets", "tensorboard"} & set(loaded.split())

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TINY, checkpoint_steps, launch_in_process
 from jaxclf.errors import ConfigError
-from jaxclf.time_budget import parse_duration
+from jaxclf.trainer_config import parse_duration
 
 
 def summary_of(run_dir) -> dict:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Screenshots of TensorBoard's Scalars, Images and HParams views for a
 # 2-setting x 2-seed soft_vs_hard sweep, taken with headless Chromium on
-# 127.0.0.1 (Debian: apt-get install chromium). Run from the repository root
+# 127.0.0.1 (Debian: apt-get install chromium), into docs/tensorboard/. Run from the repository root
 # with the environment active: bash docs/tensorboard/screenshots.sh
 set -euo pipefail
 out=docs/tensorboard
@@ -18,4 +18,6 @@ shoot() {  # view, file, window size
 }
 shoot scalars scalars.png 1400,1000
 shoot images images.png 1400,1000
+shoot 'images&tagFilter=test%2F(mistakes|reliability)' mistakes.png 1400,1000
+shoot 'text&runSelectionState=eyIwX2xhYmVscz1oYXJkLHNlZWQ9MCI6dHJ1ZX0%3D' text.png 1400,1000
 shoot hparams hparams.png 1400,700

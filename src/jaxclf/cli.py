@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from jaxclf.config import Mode  # (importing it registers the config schema with Hydra)
+from jaxclf.config import Mode, validate  # (importing it registers the config schema with Hydra)
 from jaxclf.console import quiet_libraries
 from jaxclf.errors import ConfigError, Preempted, RunStopped, StorageError
 
@@ -28,14 +28,14 @@ from jaxclf.errors import ConfigError, Preempted, RunStopped, StorageError
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def run_job(cfg: DictConfig) -> float | None:
     """One job: a run, or one of a multirun's."""
-    from jaxclf.run import run  # imported here so that a bad command line fails fast
-    from jaxclf.runs import record_failure
-
     quiet_libraries()
     hydra_config = HydraConfig.get()
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         _quiet_background_tracebacks()
     try:
+        validate(cfg)  # before the run's heavier imports: a bad value is reported at once
+        from jaxclf.run import run
+
         results = run(cfg, hydra_config.runtime.output_dir, list(hydra_config.overrides.task))
     except Exception as error:
         expected = isinstance(error, (ConfigError, RunStopped))
@@ -46,6 +46,8 @@ def run_job(cfg: DictConfig) -> float | None:
             # Recorded in the job's directory; Hydra marks the job failed,
             # runs the rest of the sweep, then exits with code 1. (A signal
             # stops the whole sweep, below.)
+            from jaxclf.runs import record_failure
+
             record_failure(hydra_config.runtime.output_dir, error)
             raise
         if not expected or os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -45,8 +45,7 @@ from jaxclf.models.resnet import ResNet
 from jaxclf.models.vit import ViT
 from jaxclf.predict import PredictConfig
 from jaxclf.resumable import resumable, resumable_keys
-from jaxclf.time_budget import parse_duration
-from jaxclf.trainer import TrainerConfig
+from jaxclf.trainer_config import TrainerConfig, parse_duration
 
 
 class Mode(enum.Enum):
@@ -163,9 +162,9 @@ if not OmegaConf.has_resolver("jaxclf_job_dirname"):
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raises a one-line ``ConfigError`` naming the first bad key, its value and what is valid."""
-    for path, node in _target_nodes(cfg):
-        _check_signature(path, node)
+    """Raises a one-line ``ConfigError`` naming the first bad key, its value
+    and what is valid. Values first; then every ``_target_`` node's keys,
+    which imports the targets."""
     _check_positive(
         cfg,
         (
@@ -196,6 +195,8 @@ def validate(cfg: DictConfig) -> None:
             f"evaluation.train_examples={cfg.evaluation.train_examples} is not valid; "
             "it must be 0 (no evaluation on training data) or more"
         )
+    for path, node in _target_nodes(cfg):
+        _check_signature(path, node)
 
 
 def _check_positive(cfg: DictConfig, keys: tuple[str, ...]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -12,35 +11,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxclf.callbacks import Callback
-from jaxclf.errors import ConfigError
+from jaxclf.trainer_config import parse_duration
 
 if TYPE_CHECKING:
     from jaxclf.train_state import TrainState
     from jaxclf.trainer import Trainer
 
 logger = logging.getLogger(__name__)
-
-_CLOCK = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+):(\d+(?:\.\d*)?)")  # [[DD:]HH:]MM:SS
-
-
-def parse_duration(value: str | float) -> float:
-    """Seconds in ``value``: a number of seconds, or ``[[DD:]HH:]MM:SS`` (``00:12:00:00`` is 12 hours)."""
-    text = str(value).strip()
-    clock = _CLOCK.fullmatch(text)
-    try:
-        if clock:
-            days, hours, minutes, seconds = (float(part or 0) for part in clock.groups())
-            seconds += 60 * (minutes + 60 * (hours + 24 * days))
-        else:
-            seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigError(
-            f"trainer.max_time={value} is not valid; give a positive number of seconds or [[DD:]HH:]MM:SS "
-            "(e.g. trainer.max_time=00:30:00 for half an hour)"
-        )
-    return seconds
 
 
 class TimeBudget(Callback):

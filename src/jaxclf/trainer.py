@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import functools
 import logging
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,41 +34,11 @@ from jaxclf.hardware import Hardware
 from jaxclf.metrics import TrainMetrics
 from jaxclf.predict import predicted
 from jaxclf.preemption import PreemptionGuard
-from jaxclf.resumable import resumable
 from jaxclf.time_budget import TimeBudget
 from jaxclf.train_state import Classifier, TrainState
+from jaxclf.trainer_config import NonFinitePolicy, TrainerConfig
 
 logger = logging.getLogger(__name__)
-
-
-class NonFinitePolicy(str, enum.Enum):
-    stop = "stop"  # end the run (exit code 3), naming the step and the last good checkpoint
-    skip = "skip"  # carry on, counting train/skipped_steps
-
-
-@dataclasses.dataclass
-class TrainerConfig:
-    """The loop's settings (``trainer`` in the config)."""
-
-    max_steps: int = resumable(300)
-    # Training steps fused into one jitted call (lax.scan); calls never cross
-    # a callback's period (logging, evaluation, checkpoints). null: chosen by
-    # the step's cost (fused_steps_per_call).
-    steps_per_call: Optional[int] = resumable(None)
-    # Each step's batch is split into this many micro-batches whose gradients
-    # are averaged before the one update (lax.scan): a big batch in small
-    # memory. Like the mesh, it may change on resume (e.g. onto fewer devices).
-    accumulate_steps: int = resumable(1)
-    resume: bool = resumable(True)  # continue from the checkpoints in the run directory
-    # A NaN or Inf in the loss or gradients: the update is never applied; then
-    # stop the run or carry on.
-    on_nonfinite: NonFinitePolicy = NonFinitePolicy.stop
-    # With on_nonfinite=skip: stop once more than this fraction of the updates so far were skipped
-    # (checked where a callback is due: the loop does not wait for the device between calls).
-    max_skipped_fraction: float = resumable(0.1)
-    # Stop after this much wall time of training, with a checkpoint, then test
-    # (seconds, or [[DD:]HH:]MM:SS); the same command continues the run.
-    max_time: Optional[str] = resumable(None)
 
 
 @dataclasses.dataclass(frozen=True)
