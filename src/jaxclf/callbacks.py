@@ -366,7 +366,8 @@ class TensorBoardLogger(Callback):
     def _write_mistakes(self, trainer: Trainer, state: TrainState) -> None:
         """The test images the model gets most confidently wrong (``<test>/mistakes``)."""
         split = SplitName.test.value
-        probs, labels = trainer.predict(state, split)  # a collective with several processes: everyone calls
+        log_probs, labels = trainer.predict(state, split)  # a collective with several processes: everyone calls
+        probs = np.exp(log_probs)
         if (writer := self.writer(trainer)) is None:
             return
         shown = most_confident_mistakes(probs, labels, self.mistakes)

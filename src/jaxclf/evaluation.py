@@ -44,6 +44,9 @@ class EvaluationConfig:
     # Top-5 accuracy is reported only with more classes than this (with 10,
     # it is about 1.0 and says nothing).
     top5_min_classes: int = resumable(10)
+    # After training: fit one softmax temperature on the validation split
+    # (jaxclf.temperature) and report the test scores it gives.
+    temperature_scaling: bool = resumable(True)
     # mode=evaluate: the run to re-test (null: this run directory). It is only
     # read, so a finished run on read-only storage can be evaluated from elsewhere.
     run_dir: str | None = resumable(None)

@@ -116,10 +116,10 @@ def split_inputs(name: str, split: Split) -> Inputs:
 def predicted(
     classifier: Classifier, state: TrainState, split: Split, hardware: Hardware, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted distribution (``[N, classes]``) and the label of every
-    example of ``split``, computed on the mesh in padded batches."""
+    """The predicted distribution's log-probabilities (``[N, classes]``) and
+    the label of every example of ``split``, computed on the mesh in padded batches."""
     step = jax.jit(classifier.predict_step)
-    probs, labels = [], []
+    probs, labels = [], []  # log-probabilities
     for batch in eval_batches(split, batch_size, hardware):
         outputs = (step(state, batch["image"]), batch["label"])
         if jax.process_count() > 1:
@@ -133,7 +133,7 @@ def predicted(
 
 def write_predictions(path: str, names: Sequence[str], labels: np.ndarray, probs: np.ndarray, top_k: int) -> None:
     """``predictions.csv``: input, label (empty when unknown), predicted class and
-    its probability, then the ``top_k`` classes with their probabilities."""
+    its probability, then the ``top_k`` classes with their probabilities (``probs``)."""
     k = min(top_k, probs.shape[-1])
     order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
     header = ["input", "label", "predicted", "probability"]

@@ -27,8 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import hardware as hardware_lib
 from jaxclf import predict as predict_lib
-from jaxclf import run_lock, runs
-from jaxclf.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from jaxclf import run_lock, runs, temperature
+from jaxclf.callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorBoardLogger
 from jaxclf.config import Config, Mode, resumable_keys_of, validate
 from jaxclf.console import seconds_since_process_start
 from jaxclf.data.config import DataConfig, SplitName
@@ -278,8 +278,27 @@ def _test(
     stopping = find_callback(trainer.callbacks, EarlyStopping)
     if stopping is not None:
         summary["early_stopping"] = stopping.state_dict()
+    splits = {SplitName.validation.value, SplitName.test.value}
+    if cfg.evaluation.temperature_scaling and splits <= set(results):
+        summary.update(_temperature_scaled(trainer, state))
     summary["hparams"] = trainer.run_config.hparams() if trainer.run_config else {}
     return summary
+
+
+def _temperature_scaled(trainer: Trainer, state: TrainState) -> dict[str, Any]:
+    """The temperature fitted on the validation split and the test scores of
+    ``softmax(z / T)`` (``temperature``, ``test_calibrated`` in the summary,
+    ``test_calibrated/*`` in TensorBoard)."""
+    temperature_value = temperature.fit_temperature(*trainer.predict(state, SplitName.validation.value))
+    log_probs, labels = trainer.predict(state, SplitName.test.value)
+    test_calibrated = temperature.scores(temperature.calibrated(log_probs, temperature_value), labels)
+    logger.info("Temperature scaling: T = %.3f; test ECE %.4f", temperature_value, test_calibrated["ece"])
+    tensorboard = find_callback(trainer.callbacks, TensorBoardLogger)
+    if tensorboard is not None and (writer := tensorboard.writer(trainer)):
+        scalars = {f"test_calibrated/{name}": value for name, value in test_calibrated.items()}
+        writer.write_scalars(int(state.step), {**scalars, "test_calibrated/temperature": temperature_value})
+        writer.flush()
+    return {"temperature": temperature_value, "test_calibrated": test_calibrated}
 
 
 def _tested_state(trainer: Trainer, classifier: Classifier, state: TrainState) -> TrainState:
@@ -333,7 +352,9 @@ def predict(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any]
     batch_size = run_cfg.data.eval_batch_size or run_cfg.data.batch_size
     outputs = [predict_lib.predicted(classifier, state, item.split, hardware, batch_size) for item in inputs]
     names = [name for item in inputs for name in item.names]
-    probs, labels = (np.concatenate([output[index] for output in outputs]) for index in (0, 1))
+    log_probs, labels = (np.concatenate([output[index] for output in outputs]) for index in (0, 1))
+    fitted = (runs.read_json(os.path.join(run_dir, runs.SUMMARY_FILE)) or {}).get("temperature")
+    probs = temperature.calibrated(log_probs, fitted or 1.0)  # the run's temperature scaling, where it has one
     path = os.path.join(workdir, predict_lib.PREDICTIONS_FILE)
     if runs.is_primary_process():
         predict_lib.write_predictions(path, names, labels, probs, cfg.predict.top_k)

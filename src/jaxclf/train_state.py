@@ -233,9 +233,10 @@ def eval_step(state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetr
 
 
 def predict_step(state: TrainState, images: jax.Array) -> jax.Array:
-    """The predicted distribution over classes of each image (two classes for a single logit)."""
+    """The log-probabilities of the predicted distribution over classes of
+    each image (two classes for a single logit): ``log_softmax`` of the logits."""
     logits, _ = _forward(state.apply_fn, state.params, state.model_state, images, train=False)
-    return jax.nn.softmax(two_class_logits(logits.astype(jnp.float32)))
+    return jax.nn.log_softmax(two_class_logits(logits.astype(jnp.float32)))
 
 
 def _identity(images: jax.Array) -> jax.Array:

@@ -296,8 +296,8 @@ class Trainer:
         return self._require_compiled().data.eval_splits[split]
 
     def predict(self, state: TrainState, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """The predicted distribution and the label of every example of the
-        named split of the data given to ``fit`` or ``test``."""
+        """The predicted distribution's log-probabilities and the label of
+        every example of the named split of the data given to ``fit`` or ``test``."""
         compiled = self._require_compiled()
         return predicted(
             compiled.classifier, state, compiled.data.eval_splits[split], self.hardware, compiled.data.eval_batch_size
