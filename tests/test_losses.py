@@ -256,3 +256,39 @@ def test_loss_focal_trains_end_to_end(tmp_path, data_dir):
     assert summary["hparams"]["loss.loss_fn._target_"] == "jaxclf.losses.focal_loss"
     assert summary["hparams"]["loss.loss_fn.gamma"] == 2.0
     assert summary["test"]["accuracy"] > 0.85
+
+
+def test_the_teacher_changes_the_students_loss_and_gradient_as_the_closed_form_says():
+    from jaxclf.models.mlp import Linear
+    from jaxclf.objectives import Distillation, Teacher
+    from jaxclf.train_state import init_variables
+
+    rng = np.random.default_rng(6)
+    images = jnp.asarray(rng.normal(size=(16, 2, 2, 1)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 5, size=16))
+    student = jnp.asarray(rng.normal(size=(16, 5)), jnp.float32)
+    temperature, alpha = 3.0, 0.7
+    model = Linear(num_classes=5)
+    losses_and_grads = []
+    for seed in (0, 1):  # two teachers: the same architecture, different weights
+        teacher = Teacher(model.apply, init_variables(model, (2, 2, 1), jax.random.key(seed)))
+        objective = Distillation(teacher=teacher, temperature=temperature, alpha=alpha)
+        _, context = objective.prepare(jax.random.key(9), images, labels)
+
+        def total(logits, context=context, objective=objective):
+            return jnp.sum(objective(logits, context))
+
+        teacher_logits = np.asarray(teacher(images), np.float64)
+        z = np.asarray(student, np.float64)
+        expected = alpha * temperature * (_np_softmax(z / temperature) - _np_softmax(teacher_logits / temperature))
+        expected += (1 - alpha) * (_np_softmax(z) - np.eye(5)[np.asarray(labels)])
+        gradient = np.asarray(jax.grad(total)(student))
+        np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-6)
+        losses_and_grads.append((float(total(student)), gradient))
+    (loss_a, grad_a), (loss_b, grad_b) = losses_and_grads
+    assert abs(loss_a - loss_b) > 1e-3 and np.abs(grad_a - grad_b).max() > 1e-3  # the teacher matters
+
+
+def _np_softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -231,6 +232,17 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits(model):
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
     logits = jax.jit(functools.partial(model.apply, train=False))(variables, jnp.ones((2, 8, 8, 1)))
     assert logits.dtype == jnp.float32 and logits.shape == (2, 10)
+    # Inside, the layers compute in bfloat16: every Dense and Conv output.
+    images = jnp.ones((2, 8, 8, 1))
+    _, captured = model.apply(
+        variables, images, train=False, capture_intermediates=_is_dense_or_conv, mutable=["intermediates"]
+    )
+    dtypes = {leaf.dtype for leaf in jax.tree.leaves(captured["intermediates"])}
+    assert dtypes == {jnp.dtype(jnp.bfloat16)}
+
+
+def _is_dense_or_conv(module, method_name: str) -> bool:
+    return method_name == "__call__" and isinstance(module, (nn.Dense, nn.Conv, nn.DenseGeneral))
 
 
 @pytest.mark.parametrize(
