@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxclf import hardware as hardware_lib
 from jaxclf import predict as predict_lib
 from jaxclf import run_lock, runs, temperature
-from jaxclf.callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorBoardLogger
+from jaxclf.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from jaxclf.config import Config, Mode, resumable_keys_of, validate
 from jaxclf.console import seconds_since_process_start
 from jaxclf.data.config import DataConfig, SplitName
@@ -38,6 +38,7 @@ from jaxclf.describe import bytes_per_device, describe_model, format_description
 from jaxclf.errors import ConfigError
 from jaxclf.evaluation import train_minus_validation_accuracy
 from jaxclf.hardware import Hardware, HardwareConfig
+from jaxclf.tensorboard_logger import TensorBoardLogger
 from jaxclf.train_state import Classifier, TrainState, abstract_train_state, abstract_variables, count_params
 from jaxclf.trainer import Trainer, TrainerConfig, check_micro_batches
 
