@@ -146,6 +146,9 @@ class Augmenter:
     inception_crop: bool = False  # random area (8-100%) and aspect (3/4-4/3), resized (encoded images)
     randaugment_layers: int = 0  # RandAugment: operations per image (0: off)
     randaugment_magnitude: float = 9.0  # their strength, 0..30
+    # The brightest raw pixel value (the digits: 16). RandAugment works on
+    # 0..255 images: in-memory images are scaled to it and back.
+    pixel_max: int = 255
 
     @property
     def active(self) -> bool:
@@ -180,10 +183,14 @@ class Augmenter:
         return to_array(image, channels)
 
     def _randaugment(self, image: np.ndarray, rng: np.random.Generator, channels: int) -> np.ndarray:
-        augmented = rand_augment(
-            Image.fromarray(image.astype(np.uint8)), rng, self.randaugment_layers, self.randaugment_magnitude
+        """RandAugment of one in-memory image of raw values in ``0..pixel_max``, on the 0..255 scale its
+        operations assume (a grey fill, solarize's threshold, auto-contrast's stretch), then back."""
+        scale = 255.0 / self.pixel_max
+        as_8_bit = np.clip(np.round(image.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+        augmented = to_array(
+            rand_augment(Image.fromarray(as_8_bit), rng, self.randaugment_layers, self.randaugment_magnitude), channels
         )
-        return to_array(augmented, channels)
+        return np.round(augmented.astype(np.float32) / scale).astype(image.dtype)
 
 
 def evaluation_view(encoded: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
