@@ -64,6 +64,7 @@ RANDOM_STEPS = (
     "loss.label_smoothing=0.1",
     "loss.mixup_alpha=0.2",
     "model.dropout_rate=0.1",
+    "trainer.ema_decay=0.9",  # the weights' moving average resumes exactly too
 )
 KILLS = {  # phase of the run -> the SignalAtStep that kills it there
     "before the first checkpoint": ("step", 20),
@@ -273,6 +274,7 @@ BAD_INPUTS = [
     (("seed=-1",), 2, "seed=-1 is not valid; it must be 0 or more"),
     (("model.num_classes=3",), 2, "model.num_classes=3 is not valid; data.digits/classes has 10 classes"),
     (("trainer.max_skipped_fraction=2",), 2, "trainer.max_skipped_fraction=2.0 is not valid; it must lie in [0, 1]"),
+    (("trainer.ema_decay=1.5",), 2, "trainer.ema_decay=1.5 is not valid; it must lie in (0, 1)"),
     (("hardware=tpu_v4",), 2, "hardware.distributed: jax.distributed.initialize() failed"),
     (
         ("model=vit", "model.attention_impl=cudnn"),

@@ -425,3 +425,27 @@ def test_steps_per_sec_counts_training_time_only(compose, data_dir, tmp_path, mo
     monkeypatch.undo()
     # Two calls of 10 steps per period: 20 steps in 2 s, whatever the evaluations took.
     assert tensorboard_scalars(tmp_path)["train/steps_per_sec"] == [(20, 10.0), (40, 10.0), (60, 10.0)]
+
+
+def test_the_weights_moving_average_follows_its_recursion_and_is_what_evaluation_scores():
+    model = MLP(num_classes=3, hidden_sizes=(8,))
+    state = create_train_state(model, optax.sgd(0.3), (4, 4, 1), jax.random.PRNGKey(3), ema_decay=0.9)
+    rng = np.random.default_rng(3)
+    average = [np.asarray(leaf, np.float64) for leaf in jax.tree.leaves(state.params)]
+    for step in range(5):
+        batch = {
+            "image": jnp.asarray(rng.normal(size=(8, 4, 4, 1)), jnp.float32),
+            "label": jnp.asarray(rng.integers(0, 3, size=8), jnp.int32),
+        }
+        state, _ = train_step(state, batch, Objective())
+        decay = min(0.9, (1 + step) / (10 + step))  # warmed up: the early weights fade fast
+        params = jax.tree.leaves(state.params)
+        average = [decay * a + (1 - decay) * np.asarray(p) for a, p in zip(average, params, strict=True)]
+    for expected, actual in zip(average, jax.tree.leaves(state.ema_params), strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)
+    # Evaluation scores the average: all-zero averaged weights give uniform predictions, NLL log(3).
+    zeroed = state.replace(ema_params=jax.tree.map(jnp.zeros_like, state.ema_params))
+    batch = {"image": jnp.ones((4, 4, 4, 1)), "label": jnp.array([0, 1, 2, 0]), "mask": jnp.ones(4, bool)}
+    metrics = eval_step(zeroed, EvalMetrics.for_classes(3), batch)
+    np.testing.assert_allclose(float(metrics.compute()["nll"]), np.log(3), rtol=1e-6)
+    assert float(eval_step(state, EvalMetrics.for_classes(3), batch).compute()["nll"]) != pytest.approx(np.log(3))

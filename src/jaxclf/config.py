@@ -181,6 +181,10 @@ def validate(cfg: DictConfig) -> None:
     )
     if cfg.trainer.max_time is not None:
         parse_duration(cfg.trainer.max_time)
+    if cfg.trainer.ema_decay is not None and not 0 < cfg.trainer.ema_decay < 1:
+        raise ConfigError(
+            f"trainer.ema_decay={cfg.trainer.ema_decay} is not valid; it must lie in (0, 1), e.g. 0.999 (null: off)"
+        )
     _check_data(cfg.data)
     _check_hardware(cfg.hardware)
     _check_classes(cfg)

@@ -114,6 +114,7 @@ def build_classifier(cfg: DictConfig, hardware: Hardware | None = None) -> Class
         objective=instantiate(cfg.loss, "loss", **teacher),
         image_shape=tuple(cfg.data.image_shape),
         normalize=Normalizer(cfg.data.mean, cfg.data.std),
+        ema_decay=cfg.trainer.ema_decay,
     )
 
 
@@ -387,6 +388,7 @@ def _evaluated_run_config(cfg: DictConfig, workdir: str) -> DictConfig:
     run_cfg = cfg.copy()
     run_cfg.model, run_cfg.optim = saved.model, saved.optim
     run_cfg.loss = OmegaConf.create({"_target_": "jaxclf.objectives.Objective"})
+    run_cfg.trainer.ema_decay = saved.trainer.get("ema_decay")  # the state holds a moving average, or not
     run_cfg.data = OmegaConf.merge(
         OmegaConf.structured(DataConfig), saved.data, {"data_dir": cfg.data.data_dir, "manual_dir": cfg.data.manual_dir}
     )

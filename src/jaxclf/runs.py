@@ -165,7 +165,8 @@ def restore_state(run_dir: str, abstract_state: Any) -> Any:
 
 
 def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Module, dict[str, Any], DictConfig]:
-    """The model of the latest checkpoint in ``run_dir``: ``(module, variables, run config)``,
+    """The model of the latest checkpoint in ``run_dir`` as it is evaluated
+    (its weights' moving average, where it keeps one): ``(module, variables, run config)``,
     on ``hardware``'s mesh (default: the first device), whatever mesh saved it.
 
     The config saved with it rebuilds the module and optimizer (the
@@ -173,9 +174,10 @@ def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Mo
     cfg = OmegaConf.create(read_config(run_dir))
     model = instantiate(cfg.model)
     hardware = hardware or Hardware(make_mesh(jax.devices()[:1], fsdp=1))
-    abstract = hardware.placed(abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape)))
-    state = restore_state(run_dir, abstract)
-    return model, {"params": state.params, **state.model_state}, cfg
+    ema_decay = cfg.get("trainer", {}).get("ema_decay")
+    abstract = abstract_train_state(model, instantiate(cfg.optim), tuple(cfg.data.image_shape), ema_decay)
+    state = restore_state(run_dir, hardware.placed(abstract))
+    return model, {"params": state.evaluated_params, **state.model_state}, cfg
 
 
 def load_teacher(run_dir: str | None, data: Mapping[str, Any], hardware: Hardware | None = None) -> Teacher:

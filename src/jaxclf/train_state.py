@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 from flax.training import train_state
 
 from jaxclf.losses import two_class_logits
@@ -23,12 +24,20 @@ Batch = dict[str, jax.Array]
 
 class TrainState(train_state.TrainState):
     """Parameters, optimizer state and step, plus the step's randomness,
-    non-parameter model collections (e.g. BatchNorm statistics) and the count
-    of updates skipped for non-finite values."""
+    non-parameter model collections (e.g. BatchNorm statistics), the count
+    of updates skipped for non-finite values and, with ``ema_decay``, an
+    exponential moving average of the parameters, which evaluation uses."""
 
     rng: jax.Array
     model_state: dict[str, Any]
     skipped_steps: jax.Array
+    ema_params: Any = None
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
+
+    @property
+    def evaluated_params(self) -> Any:
+        """What evaluation and prediction use: the moving average where there is one."""
+        return self.params if self.ema_params is None else self.ema_params
 
 
 def init_variables(model: nn.Module, image_shape: tuple[int, ...], rng: jax.Array) -> dict[str, Any]:
@@ -45,9 +54,14 @@ def abstract_variables(model: nn.Module, image_shape: tuple[int, ...]) -> dict[s
 
 
 def create_train_state(
-    model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...], rng: jax.Array
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    image_shape: tuple[int, ...],
+    rng: jax.Array,
+    ema_decay: float | None = None,
 ) -> TrainState:
-    """Initialises the model for images of ``image_shape`` (``[H, W, C]``)."""
+    """Initialises the model for images of ``image_shape`` (``[H, W, C]``);
+    with ``ema_decay``, the parameters' moving average starts as a copy of them."""
     init_rng, step_rng = jax.random.split(rng)
     variables = init_variables(model, image_shape, init_rng)
     params = variables.pop("params")
@@ -58,14 +72,17 @@ def create_train_state(
         rng=step_rng,
         model_state=variables,
         skipped_steps=jnp.zeros((), jnp.int32),
+        ema_params=None if ema_decay is None else jax.tree.map(jnp.copy, params),
+        ema_decay=ema_decay or 0.0,
     )
 
 
 def abstract_train_state(
-    model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...]
+    model: nn.Module, tx: optax.GradientTransformation, image_shape: tuple[int, ...], ema_decay: float | None = None
 ) -> TrainState:
     """The TrainState's structure as ShapeDtypeStructs: allocates nothing."""
-    return jax.eval_shape(functools.partial(create_train_state, model, tx, tuple(image_shape)), jax.random.PRNGKey(0))
+    create = functools.partial(create_train_state, model, tx, tuple(image_shape), ema_decay=ema_decay)
+    return jax.eval_shape(create, jax.random.PRNGKey(0))
 
 
 def count_params(state: TrainState) -> int:
@@ -116,7 +133,7 @@ def train_step(
         loss, logits, model_state, grads = _accumulated_gradients(
             gradients, state.params, state.model_state, images, context, dropout_rng, accumulate_steps
         )
-    updated = state.apply_gradients(grads=grads, model_state=model_state)
+    updated = _with_moving_average(state.apply_gradients(grads=grads, model_state=model_state))
     norms = {  # big_vision's health signals: one global norm each
         "grad_norm": optax.tree.norm(grads),
         "param_norm": optax.tree.norm(updated.params),
@@ -132,6 +149,17 @@ def train_step(
     state = jax.tree.map(lambda new, old: jnp.where(applied, new, old), updated, not_applied)
     predictions = jnp.argmax(two_class_logits(logits), axis=-1)
     return state, {"loss": loss, "correct": predictions == batch["label"], "applied": applied, **norms}
+
+
+def _with_moving_average(state: TrainState) -> TrainState:
+    """``state`` with its parameters' moving average moved towards them, at
+    the decay ``min(ema_decay, (1 + step) / (10 + step))``: short at first,
+    as timm's ModelEmaV2 warms it up, so early weights fade fast."""
+    if state.ema_params is None:
+        return state
+    step = jnp.asarray(state.step, jnp.float32) - 1.0  # the step before this update
+    decay = jnp.minimum(state.ema_decay, (1.0 + step) / (10.0 + step))
+    return state.replace(ema_params=optax.incremental_update(state.params, state.ema_params, 1.0 - decay))
 
 
 def _gradients(state: TrainState, objective: Objective, model_state, images, context, rng):
@@ -214,7 +242,7 @@ def train_steps(
 
 def eval_step(state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetrics:
     """Adds one (masked) batch to the evaluation metrics of the predicted distribution."""
-    logits, _ = _forward(state.apply_fn, state.params, state.model_state, batch["image"], train=False)
+    logits, _ = _forward(state.apply_fn, state.evaluated_params, state.model_state, batch["image"], train=False)
     logits = two_class_logits(logits.astype(jnp.float32))
     labels = batch["label"]
     probs = jax.nn.softmax(logits)
@@ -235,7 +263,7 @@ def eval_step(state: TrainState, metrics: EvalMetrics, batch: Batch) -> EvalMetr
 def predict_step(state: TrainState, images: jax.Array) -> jax.Array:
     """The log-probabilities of the predicted distribution over classes of
     each image (two classes for a single logit): ``log_softmax`` of the logits."""
-    logits, _ = _forward(state.apply_fn, state.params, state.model_state, images, train=False)
+    logits, _ = _forward(state.apply_fn, state.evaluated_params, state.model_state, images, train=False)
     return jax.nn.log_softmax(two_class_logits(logits.astype(jnp.float32)))
 
 
@@ -247,20 +275,22 @@ def _identity(images: jax.Array) -> jax.Array:
 class Classifier:
     """What the Trainer trains (the role of Lightning's module): a linen
     ``model`` mapping images to logits, its ``optimizer`` and ``objective``,
-    and its input: ``image_shape`` (``[H, W, C]``) and ``normalize``, which
-    turns raw pixels into the model's input on device."""
+    its input: ``image_shape`` (``[H, W, C]``) and ``normalize``, which
+    turns raw pixels into the model's input on device; and ``ema_decay``,
+    where its weights' moving average is kept and evaluated."""
 
     model: nn.Module
     optimizer: optax.GradientTransformation
     objective: Objective
     image_shape: tuple[int, ...]
     normalize: Callable[[jax.Array], jax.Array] = _identity
+    ema_decay: float | None = None  # keep a moving average of the weights, and evaluate it
 
     def init(self, rng: jax.Array) -> TrainState:
-        return create_train_state(self.model, self.optimizer, tuple(self.image_shape), rng)
+        return create_train_state(self.model, self.optimizer, tuple(self.image_shape), rng, self.ema_decay)
 
     def abstract_state(self) -> TrainState:
-        return abstract_train_state(self.model, self.optimizer, tuple(self.image_shape))
+        return abstract_train_state(self.model, self.optimizer, tuple(self.image_shape), self.ema_decay)
 
     def train_steps(
         self,

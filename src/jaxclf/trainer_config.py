@@ -40,6 +40,10 @@ class TrainerConfig:
     # Stop after this much wall time of training, with a checkpoint, then test
     # (seconds, or [[DD:]HH:]MM:SS); the same command continues the run.
     max_time: Optional[str] = resumable(None)
+    # Keep an exponential moving average of the weights (e.g. 0.999; its
+    # decay warms up as min(ema_decay, (1 + step) / (10 + step))), which
+    # every evaluation and prediction then uses. null: off.
+    ema_decay: Optional[float] = None
 
 
 _CLOCK = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+):(\d+(?:\.\d*)?)")  # [[DD:]HH:]MM:SS
