@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import run_launch
 
 JAXCLF_LINE = re.compile(r"^\[[\d\-: ,]+\]\[jaxclf[.\w]*\]\[(INFO|WARNING)\] - ")
@@ -39,6 +41,7 @@ def test_a_first_default_run_prints_only_jaxclf_lines_and_the_progress_bar(tmp_p
     assert "loss=" in result.stderr  # the bar shows the training loss
 
 
+@pytest.mark.slow  # a launch in a fresh process, ~8 s
 def test_the_libraries_speak_again_with_hydra_verbose(tmp_path, data_dir):
     result = run_launch(
         f"hydra.run.dir={tmp_path / 'run'}",

@@ -67,6 +67,7 @@ def test_limit_batches_evaluates_one_batch_of_each_split(tmp_path, data_dir):
     assert {summary[split]["num_examples"] for split in ("train", "validation", "test")} == {32}
 
 
+@pytest.mark.slow  # a traced run, ~10 s
 def test_profile_writes_a_trace_where_tensorboard_looks(tmp_path, data_dir):
     code, stderr = launch_in_process(f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", "debug=profile")
     assert code == 0, stderr

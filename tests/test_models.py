@@ -234,9 +234,10 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits(model):
     assert logits.dtype == jnp.float32 and logits.shape == (2, 10)
     # Inside, the layers compute in bfloat16: every Dense and Conv output.
     images = jnp.ones((2, 8, 8, 1))
-    _, captured = model.apply(
-        variables, images, train=False, capture_intermediates=_is_dense_or_conv, mutable=["intermediates"]
+    capture = functools.partial(
+        model.apply, train=False, capture_intermediates=_is_dense_or_conv, mutable=["intermediates"]
     )
+    _, captured = jax.jit(capture)(variables, images)
     dtypes = {leaf.dtype for leaf in jax.tree.leaves(captured["intermediates"])}
     assert dtypes == {jnp.dtype(jnp.bfloat16)}
 
@@ -271,3 +272,16 @@ def test_describe_counts_the_flops_of_a_dense_layer():
     assert description["num_params"] == 64 * 10 + 10
     assert 2 * 64 * 10 <= description["flops_per_image"] <= 2 * 64 * 10 + 10
     assert "head/kernel" in description["overview"] and "(64, 10)" in description["overview"]
+
+
+def test_the_cnn_scores_small_images_and_keeps_batch_statistics():
+    from jaxclf.models.cnn import CNN
+
+    model = CNN(num_classes=10, widths=(8, 16), dropout_rate=0.1)
+    variables = init_variables(model, (8, 8, 1), jax.random.key(0))
+    assert set(variables) == {"params", "batch_stats"}
+    images = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+    rngs = {"dropout": jax.random.key(2)}
+    logits, updated = model.apply(variables, images, train=True, rngs=rngs, mutable=["batch_stats"])
+    assert logits.shape == (4, 10) and logits.dtype == jnp.float32
+    assert not jax.tree.all(jax.tree.map(jnp.array_equal, updated["batch_stats"], variables["batch_stats"]))

@@ -8,9 +8,12 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
+@pytest.mark.slow  # builds and installs a wheel, then trains: ~15 s
 def test_a_wheel_built_from_the_repo_trains_through_jaxclf_from_another_directory(tmp_path, data_dir):
     source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
     source.mkdir()

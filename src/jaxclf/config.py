@@ -40,6 +40,7 @@ from jaxclf.data.config import DataConfig
 from jaxclf.errors import ConfigError
 from jaxclf.evaluation import EvaluationConfig
 from jaxclf.hardware import HardwareConfig, Platform
+from jaxclf.models.cnn import CNN
 from jaxclf.models.mlp import MLP, Linear
 from jaxclf.models.resnet import ResNet
 from jaxclf.models.vit import ViT
@@ -101,6 +102,7 @@ SCHEMAS = {
     "schema_mlp": _model_schema(MLP),
     "schema_vit": _model_schema(ViT),
     "schema_resnet": _model_schema(ResNet),
+    "schema_cnn": _model_schema(CNN),
     "schema_adamw": _optim_schema(optim.adamw),
     "schema_sgd": _optim_schema(optim.sgd),
     "schema_objective": builds(objectives.Objective, populate_full_signature=True, loss_fn=MISSING),
