@@ -22,25 +22,18 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.train_state import count_params, create_train_state
 from overhead import configured, trainer_timing  # bench/ is this script's directory
+from workload import composed  # bench/ is on sys.path when this script runs
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 MODELS = {"mlp": [], "vit_s16": ["model=vit_s16", "data=imagenet2012"]}  # the default model; ViT-S/16 at 224x224
-
-
-def _compose(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
 
 
 def _directory_bytes(directory: str) -> int:
@@ -54,7 +47,7 @@ def _random_like(leaf: jax.Array) -> jax.Array:
 
 
 def save_times(overrides: list[str], repeats: int) -> dict[str, float]:
-    cfg = _compose(overrides)
+    cfg = composed(overrides)
     model, tx = instantiate(cfg.model), instantiate(cfg.optim)
     state = jax.jit(lambda rng: create_train_state(model, tx, tuple(cfg.data.image_shape), rng))(jax.random.PRNGKey(0))
     # A trained state's moments are not the zeros of initialisation (which compress away).

@@ -22,20 +22,14 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
-import numpy as np
-from hydra import compose, initialize_config_dir
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from input import imagenet_split, loader_images_per_sec  # bench/ is on sys.path when this script runs
 from jaxclf import hardware as hardware_lib
 from jaxclf.data.loader import TrainLoader
-from jaxclf.metrics import TrainMetrics
-from jaxclf.run import build_classifier
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from workload import TrainingStep, composed, random_batch  # bench/ is on sys.path when this script runs
 
 # Dense bf16 peaks from the vendors' data sheets (no sparsity), by a word of jax's device_kind.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "V5E": 197e12, "V4": 275e12}
@@ -74,37 +68,28 @@ def peak_flops(device: jax.Device) -> float | None:
 
 def measure(program: Program, dtype: str, steps: int, warmup: int) -> dict[str, float]:
     """Compile time, images/s and FLOPs per step of one training program."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "data=synthetic",
-                f"hardware.compute_dtype={dtype}",
-                f"data.batch_size={program.batch_size}",
-                *program.overrides,
-            ],
-        )
-    classifier = build_classifier(cfg)
-    state = jax.jit(classifier.init)(jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
-    shape = (1, program.batch_size, *cfg.data.image_shape)
-    batches = {
-        "image": jax.device_put(rng.integers(0, 256, size=shape, dtype=np.uint8)),
-        "label": jax.device_put(rng.integers(0, cfg.data.num_classes, size=shape[:2], dtype=np.int32)),
-    }
-    metrics = jax.device_put(TrainMetrics.empty())
+    cfg = composed(
+        [
+            "data=synthetic",
+            f"hardware.compute_dtype={dtype}",
+            f"data.batch_size={program.batch_size}",
+            *program.overrides,
+        ]
+    )
+    step = TrainingStep(cfg)
+    batches = random_batch(cfg, program.batch_size, leading=(1,))
     start = time.perf_counter()
-    step = jax.jit(classifier.train_steps, donate_argnums=(0, 1)).lower(state, metrics, batches, classifier.objective)
-    compiled = step.compile()
+    compiled = step.lower(batches).compile()
     compile_s = time.perf_counter() - start
+    state, metrics, objective = step.state, step.metrics, step.classifier.objective
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     for _ in range(warmup):
-        state, metrics = compiled(state, metrics, batches, classifier.objective)
+        state, metrics = compiled(state, metrics, batches, objective)
     jax.block_until_ready(state)
     start = time.perf_counter()
     for _ in range(steps):
-        state, metrics = compiled(state, metrics, batches, classifier.objective)
+        state, metrics = compiled(state, metrics, batches, objective)
     jax.block_until_ready(state)
     seconds = (time.perf_counter() - start) / steps
     return {"compile_s": compile_s, "images_per_s": program.batch_size / seconds, "flops": cost.get("flops", 0.0)}

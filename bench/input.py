@@ -25,11 +25,9 @@ import io
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
 import numpy as np
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -39,10 +37,7 @@ from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import TrainLoader
 from jaxclf.data.splits import EncodedSplit, InMemorySplit, Split, build_splits
 from jaxclf.hardware import Hardware
-from jaxclf.metrics import TrainMetrics
-from jaxclf.run import build_classifier
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from workload import TrainingStep, composed  # bench/ is on sys.path when this script runs
 
 
 @dataclass(frozen=True)
@@ -61,8 +56,7 @@ CASES = (
 
 
 def digits_split(data_dir: str | None) -> InMemorySplit:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"data.data_dir={data_dir}"] if data_dir else [])
+    cfg = composed([f"data.data_dir={data_dir}"] if data_dir else [])
     return build_splits(OmegaConf.to_object(cfg.data))["train"]
 
 
@@ -96,22 +90,7 @@ def loader_images_per_sec(loader: TrainLoader, calls: int, steps_per_call: int) 
     return calls * steps_per_call * loader.batch_size / (time.perf_counter() - start)
 
 
-class Step:
-    """One case's compiled training step and its state."""
-
-    def __init__(self, case: Case):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[*case.overrides, f"data.batch_size={case.batch_size}"])
-        self.classifier = build_classifier(cfg)
-        self.state = jax.jit(self.classifier.init)(jax.random.PRNGKey(0))
-        self.metrics = TrainMetrics.empty()
-        self._step = jax.jit(self.classifier.train_steps, donate_argnums=(0, 1))
-
-    def __call__(self, batches) -> None:
-        self.state, self.metrics = self._step(self.state, self.metrics, batches, self.classifier.objective)
-
-
-def images_per_sec(step: Step, next_batches, batch_size: int, steps: int) -> float:
+def images_per_sec(step: TrainingStep, next_batches, batch_size: int, steps: int) -> float:
     """Training images/s over ``steps`` steps after one untimed (compilation, the loader's threads)."""
     step(next_batches(0))
     jax.block_until_ready(step.state)
@@ -123,7 +102,7 @@ def images_per_sec(step: Step, next_batches, batch_size: int, steps: int) -> flo
 
 
 def measure(case: Case, split: Split, hardware: Hardware, workers: int, repeats: int) -> dict[str, list[float]]:
-    step = Step(case)
+    step = TrainingStep(composed([*case.overrides, f"data.batch_size={case.batch_size}"]))
     loader = TrainLoader(split, case.batch_size, 0, hardware, prefetch=2, workers=workers)
     resident = loader.batches(0, 1)
     feeds = {"fed by the loader": lambda index: loader.batches(index, 1), "device-resident": lambda _: resident}

@@ -15,18 +15,16 @@ import argparse
 import functools
 import statistics
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.describe import compiled_flops
 from jaxclf.train_state import create_train_state, train_step
+from workload import composed, random_batch  # bench/ is on sys.path when this script runs
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The data each model is sized for: its shapes only (the batches are random).
 DATA_FOR_MODEL = {"vit": "digits", "vit_ti16": "imagenet2012"}
 
@@ -48,16 +46,10 @@ def _seconds(fn) -> float:
 
 def train_step_rate(model_name: str, batch_size: int, steps: int) -> dict[str, float]:
     """images/s and GFLOP/s of the model's train step, after compilation."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={model_name}", f"data={DATA_FOR_MODEL.get(model_name, 'digits')}"])
+    cfg = composed([f"model={model_name}", f"data={DATA_FOR_MODEL.get(model_name, 'digits')}"])
     model, tx, objective = instantiate(cfg.model), instantiate(cfg.optim), instantiate(cfg.loss)
-    image_shape = tuple(cfg.data.image_shape)
-    state = create_train_state(model, tx, image_shape, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    batch = {
-        "image": jax.device_put(rng.standard_normal((batch_size, *image_shape), dtype=np.float32)),
-        "label": jax.device_put(rng.integers(0, cfg.data.num_classes, batch_size, dtype=np.int32)),
-    }
+    state = create_train_state(model, tx, tuple(cfg.data.image_shape), jax.random.key(0))
+    batch = random_batch(cfg, batch_size, pixels=False)
     step = jax.jit(functools.partial(train_step, objective=objective), donate_argnums=0)
     compiled = step.lower(state, batch).compile()
     flops = compiled_flops(compiled)

@@ -28,17 +28,15 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
-from hydra import compose, initialize_config_dir
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.callbacks import Callback
 from jaxclf.metrics import TrainMetrics
 from jaxclf.run import build
+from workload import composed  # bench/ is on sys.path when this script runs
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 POLICIES = ("stop", "skip")
 
 
@@ -86,19 +84,17 @@ def configured(
     """The config of a timed run: evaluation (and, unless ``checkpoint_every``,
     checkpoints) only at the end, the progress bar off."""
     total = warmup + steps
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "config",
-            overrides=[
-                *overrides,
-                f"trainer.max_steps={total}",
-                f"trainer.steps_per_call={'null' if steps_per_call is None else steps_per_call}",
-                f"trainer.on_nonfinite={policy}",
-                f"callbacks.evaluation.every_steps={total}",
-                f"callbacks.checkpoint.every_steps={checkpoint_every or total}",
-                "callbacks.progress_bar=null",
-            ],
-        )
+    return composed(
+        [
+            *overrides,
+            f"trainer.max_steps={total}",
+            f"trainer.steps_per_call={'null' if steps_per_call is None else steps_per_call}",
+            f"trainer.on_nonfinite={policy}",
+            f"callbacks.evaluation.every_steps={total}",
+            f"callbacks.checkpoint.every_steps={checkpoint_every or total}",
+            "callbacks.progress_bar=null",
+        ]
+    )
 
 
 def trainer_timing(cfg, warmup: int, steps: int) -> Timing:

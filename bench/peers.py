@@ -30,19 +30,15 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import jax
-import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.run import build_classifier
 from jaxclf.train_state import train_step
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from workload import composed, random_batch  # bench/ is on sys.path when this script runs
 
 
 @dataclass(frozen=True)
@@ -103,16 +99,10 @@ class TorchViT(nn.Module):
 
 def jaxclf_step(workload: Workload) -> tuple[Callable[[], None], int]:
     """One jitted, donated training step of jaxclf's model on a fixed batch, and its parameter count."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[*workload.overrides, "model.attention_impl=xla"])
+    cfg = composed([*workload.overrides, "model.attention_impl=xla"])
     classifier = build_classifier(cfg)
     state = jax.jit(classifier.init)(jax.random.PRNGKey(0))
-    rng = np.random.default_rng(0)
-    shape = (workload.batch_size, *cfg.data.image_shape)
-    batch = {
-        "image": jax.device_put(rng.standard_normal(shape, dtype=np.float32)),
-        "label": jax.device_put(rng.integers(0, cfg.data.num_classes, workload.batch_size, dtype=np.int32)),
-    }
+    batch = random_batch(cfg, workload.batch_size, pixels=False)
     step = jax.jit(functools.partial(train_step, objective=classifier.objective), donate_argnums=0)
     holder = {"state": state}
 

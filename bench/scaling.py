@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from pathlib import Path
 
 import jax
-from hydra import compose, initialize_config_dir
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf import hardware as hardware_lib
@@ -32,8 +30,8 @@ from jaxclf.hardware import Hardware, HardwareConfig, make_mesh
 from jaxclf.run import build_classifier, build_data, typed
 from jaxclf.trainer import Trainer, TrainerConfig
 from overhead import Stopwatch  # bench/ is on sys.path when this script runs
+from workload import composed
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 DEFAULTS = ["model=vit_b16", "data=synthetic", "hardware=gpu_multi"]
 
 
@@ -60,8 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cpu-devices", type=int, default=None, help="virtual CPU devices (hardware=cpu)")
     args, overrides = parser.parse_known_args()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[*DEFAULTS, *overrides, "evaluation.train_examples=0"])
+    cfg = composed([*DEFAULTS, *overrides, "evaluation.train_examples=0"])
     if args.cpu_devices:
         cfg.hardware.cpu_devices = args.cpu_devices
     devices = hardware_lib.setup(typed(cfg.hardware, HardwareConfig)).mesh.devices.flatten().tolist()
