@@ -46,6 +46,13 @@ def test_scaling_keeps_every_prediction_and_lowers_the_nll_of_an_over_confident_
     np.testing.assert_array_equal(calibrated(log_probs, temperature).argmax(-1), logits.argmax(-1))
 
 
+def test_without_a_validation_mistake_there_is_no_minimum_and_no_scaling():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=3.0, size=(200, 10))
+    log_probs = logits - logsumexp(logits, axis=-1, keepdims=True)
+    assert fit_temperature(log_probs, logits.argmax(-1)) == 1.0  # every prediction right: T -> 0 would win
+
+
 def test_a_finished_run_reports_its_temperature_and_calibrated_test_scores(finished_run):
     summary = json.loads((finished_run / "summary.json").read_text())
     assert summary["temperature"] > 0

@@ -294,7 +294,12 @@ def _temperature_scaled(trainer: Trainer, state: TrainState) -> dict[str, Any]:
     temperature_value = temperature.fit_temperature(*trainer.predict(state, SplitName.validation.value))
     log_probs, labels = trainer.predict(state, SplitName.test.value)
     test_calibrated = temperature.scores(temperature.calibrated(log_probs, temperature_value), labels)
-    logger.info("Temperature scaling: T = %.3f; test ECE %.4f", temperature_value, test_calibrated["ece"])
+    logger.info(
+        "Temperature scaling: T = %.3f%s; test ECE %.4f",
+        temperature_value,
+        " (no validation mistake to fit it on)" if temperature_value == 1.0 else "",
+        test_calibrated["ece"],
+    )
     tensorboard = find_callback(trainer.callbacks, TensorBoardLogger)
     if tensorboard is not None and (writer := tensorboard.writer(trainer)):
         scalars = {f"test_calibrated/{name}": value for name, value in test_calibrated.items()}

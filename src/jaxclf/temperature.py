@@ -29,7 +29,12 @@ def fit_temperature(log_probs: np.ndarray, labels: np.ndarray, iterations: int =
     Newton's method on ``b = 1 / T``, where the NLL is convex: its gradient
     is ``E_p[l] - l_y`` and its curvature ``Var_p[l]`` under ``p =
     softmax(b l)``; a step that does not lower the NLL is halved.
-    (``log_probs`` serve as logits: they differ by a constant per example.)"""
+    (``log_probs`` serve as logits: they differ by a constant per example.)
+
+    With no mistake among the examples the NLL keeps falling as ``T -> 0``
+    and has no minimum: then ``T = 1`` (no scaling)."""
+    if np.all(log_probs.argmax(-1) == labels):
+        return 1.0
     values = np.maximum(log_probs.astype(np.float64), np.finfo(np.float64).min / 4)  # log(0) -> very negative
     chosen = values[np.arange(len(labels)), labels]
     inverse, current = 1.0, nll_at(1.0, values, labels)
