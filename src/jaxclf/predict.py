@@ -113,22 +113,27 @@ def split_inputs(name: str, split: Split) -> Inputs:
     return Inputs([f"{name}/{index}" for index in range(len(split))], split)
 
 
-def predicted(
-    classifier: Classifier, state: TrainState, split: Split, hardware: Hardware, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted distribution's log-probabilities (``[N, classes]``) and
-    the label of every example of ``split``, computed on the mesh in padded batches."""
-    step = jax.jit(classifier.predict_step)
-    probs, labels = [], []  # log-probabilities
-    for batch in eval_batches(split, batch_size, hardware):
-        outputs = (step(state, batch["image"]), batch["label"])
-        if jax.process_count() > 1:
-            outputs = multihost_utils.process_allgather(outputs, tiled=True)
-        probs.append(np.asarray(outputs[0]))
-        labels.append(np.asarray(outputs[1]))
-    if not probs:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int32)
-    return np.concatenate(probs)[: len(split)], np.concatenate(labels)[: len(split)]
+class Predictor:
+    """A classifier's predictions on ``hardware``'s mesh in padded batches of
+    ``batch_size``, from one jitted step (compiled once per batch shape)."""
+
+    def __init__(self, classifier: Classifier, hardware: Hardware, batch_size: int):
+        self.hardware, self.batch_size = hardware, batch_size
+        self._step = jax.jit(classifier.predict_step)
+
+    def __call__(self, state: TrainState, split: Split) -> tuple[np.ndarray, np.ndarray]:
+        """The predicted distribution's log-probabilities (``[N, classes]``)
+        and the label of every example of ``split``, in every process."""
+        log_probs, labels = [], []
+        for batch in eval_batches(split, self.batch_size, self.hardware):
+            outputs = (self._step(state, batch["image"]), batch["label"])
+            if jax.process_count() > 1:
+                outputs = multihost_utils.process_allgather(outputs, tiled=True)
+            log_probs.append(np.asarray(outputs[0]))
+            labels.append(np.asarray(outputs[1]))
+        if not log_probs:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int32)
+        return np.concatenate(log_probs)[: len(split)], np.concatenate(labels)[: len(split)]
 
 
 def write_predictions(path: str, names: Sequence[str], labels: np.ndarray, probs: np.ndarray, top_k: int) -> None:

@@ -357,7 +357,8 @@ def predict(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any]
     inputs = _prediction_inputs(run_cfg, predict_lib.input_values(cfg.predict.inputs), hardware)
     state = runs.restore_state(run_dir, hardware.placed(classifier.abstract_state()))
     batch_size = run_cfg.data.eval_batch_size or run_cfg.data.batch_size
-    outputs = [predict_lib.predicted(classifier, state, item.split, hardware, batch_size) for item in inputs]
+    predictor = predict_lib.Predictor(classifier, hardware, batch_size)
+    outputs = [predictor(state, item.split) for item in inputs]
     names = [name for item in inputs for name in item.names]
     log_probs, labels = (np.concatenate([output[index] for output in outputs]) for index in (0, 1))
     fitted = (runs.read_json(os.path.join(run_dir, runs.SUMMARY_FILE)) or {}).get("temperature")

@@ -32,7 +32,7 @@ from jaxclf.errors import ConfigError, NonFiniteError, Preempted
 from jaxclf.evaluation import EvalResults, Evaluator
 from jaxclf.hardware import Hardware
 from jaxclf.metrics import TrainMetrics
-from jaxclf.predict import predicted
+from jaxclf.predict import Predictor
 from jaxclf.preemption import PreemptionGuard
 from jaxclf.time_budget import TimeBudget
 from jaxclf.train_state import Classifier, TrainState
@@ -43,13 +43,14 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class _Compiled:
-    """A classifier's jitted steps and evaluator on the Trainer's hardware."""
+    """A classifier's jitted steps, evaluator and predictor on the Trainer's hardware."""
 
     classifier: Classifier
     data: DataModule
     objective: Any
     train_steps: Any
     evaluator: Evaluator
+    predictor: Predictor
 
 
 class Trainer:
@@ -299,9 +300,7 @@ class Trainer:
         """The predicted distribution's log-probabilities and the label of
         every example of the named split of the data given to ``fit`` or ``test``."""
         compiled = self._require_compiled()
-        return predicted(
-            compiled.classifier, state, compiled.data.eval_splits[split], self.hardware, compiled.data.eval_batch_size
-        )
+        return compiled.predictor(state, compiled.data.eval_splits[split])
 
     def test(
         self, classifier: Classifier, data: DataModule, state: TrainState, splits: Sequence[str]
@@ -345,6 +344,7 @@ class Trainer:
                 evaluator=Evaluator(
                     classifier, self.hardware, data.eval_batch_size, data.num_classes, data.top5_min_classes
                 ),
+                predictor=Predictor(classifier, self.hardware, data.eval_batch_size),
             )
             self._train_metrics = jax.device_put(_empty_metrics(), self.hardware.replicated)
         return self._compiled
