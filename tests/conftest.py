@@ -29,21 +29,26 @@ def data_dir(tmp_path_factory) -> str:
     return str(directory)
 
 
-# A run of the default model small enough for end-to-end tests.
+# A run of the default model small enough for end-to-end tests; the images
+# (matplotlib, a few seconds a run) and temperature scaling are left to the
+# tests of them (finished_run has them).
 TINY = (
     "trainer.max_steps=60",
     "callbacks.evaluation.every_steps=20",
     "callbacks.checkpoint.every_steps=20",
     "callbacks.tensorboard.every_steps=20",
     "callbacks.progress_bar=null",
+    "callbacks.tensorboard.images=false",
+    "evaluation.temperature_scaling=false",
 )
+EVERY_OUTPUT = ("callbacks.tensorboard.images=true", "evaluation.temperature_scaling=true")
 
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, data_dir) -> Path:
     """A finished TINY run of the default model; tests only read it (or copy it)."""
     run_dir = tmp_path_factory.mktemp("run")
-    result = run_launch(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY)
+    result = run_launch(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY, *EVERY_OUTPUT)
     assert result.returncode == 0, result.stderr
     return run_dir
 

@@ -15,7 +15,7 @@ import yaml
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.util import tensor_util
 
-from conftest import TINY, checkpoint_steps, digest, launch_in_process, run_launch, tensorboard_scalars
+from conftest import EVERY_OUTPUT, TINY, checkpoint_steps, digest, launch_in_process, run_launch, tensorboard_scalars
 
 
 def _images(run_dir: Path) -> dict[str, dict[int, tuple[int, int]]]:
@@ -79,7 +79,8 @@ def test_tensorboards_text_tab_names_the_run_by_its_overrides_and_shows_its_conf
     finished_run, data_dir
 ):
     texts = _texts(finished_run)
-    assert texts["run/overrides"] == f"`data.data_dir={data_dir} {' '.join(TINY)}`"  # Hydra's own keys left out
+    overrides = " ".join([f"data.data_dir={data_dir}", *TINY, *EVERY_OUTPUT])
+    assert texts["run/overrides"] == f"`{overrides}`"  # Hydra's own keys left out
     config = yaml.safe_load("\n".join(line[4:] for line in texts["run/config"].splitlines()))
     assert config["trainer"]["max_steps"] == 60 and config["model"]["hidden_sizes"] == [256, 256]
     parameters = texts["run/parameters"]

@@ -22,11 +22,13 @@ def test_a_wheel_built_from_the_repo_trains_through_jaxclf_from_another_director
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     wheels = tmp_path / "wheels"
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), "."]
-    subprocess.run(build, cwd=source, check=True, capture_output=True, timeout=300)
+    built = subprocess.run(build, cwd=source, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
     [wheel] = wheels.glob("jaxclf-*.whl")
     installed = tmp_path / "installed"  # the wheel alone; its dependencies are this environment's
     install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(installed), str(wheel)]
-    subprocess.run(install, check=True, capture_output=True, timeout=300)
+    installed_wheel = subprocess.run(install, capture_output=True, text=True, timeout=300)
+    assert installed_wheel.returncode == 0, installed_wheel.stderr[-3000:]
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -65,6 +65,7 @@ RANDOM_STEPS = (
     "loss.mixup_alpha=0.2",
     "model.dropout_rate=0.1",
     "trainer.ema_decay=0.9",  # the weights' moving average resumes exactly too
+    "callbacks.tensorboard.images=false",
 )
 KILLS = {  # phase of the run -> the SignalAtStep that kills it there
     "before the first checkpoint": ("step", 20),
