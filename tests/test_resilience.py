@@ -367,7 +367,9 @@ def test_bad_input_is_one_clear_line_and_leaves_the_run_untouched(
     checkpoints, summary = digest(run_dir / "checkpoints"), (run_dir / "summary.json").read_bytes()
     overrides = [override.replace("TEACHER", str(teacher)) for override in overrides]
 
-    code, stderr = launch_in_process(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *TINY, *overrides)
+    # With callbacks=none there is no callback for TINY's callbacks.* keys to set.
+    tiny = [key for key in TINY if "callbacks=none" not in overrides or not key.startswith("callbacks.")]
+    code, stderr = launch_in_process(f"hydra.run.dir={run_dir}", f"data.data_dir={data_dir}", *tiny, *overrides)
 
     assert code == exit_code, stderr
     assert "Traceback" not in stderr
