@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -169,3 +170,20 @@ def test_resumable_keys_come_from_the_schema_marks(compose):
     keys = resumable_keys_of(compose())
     assert {"trainer.max_steps", "optim.total_steps", "callbacks", "data.data_dir"} <= keys
     assert not {"optim.learning_rate", "model.hidden_sizes", "data.batch_size", "seed", "trainer.on_nonfinite"} & keys
+
+
+def test_the_generated_schemas_match_the_targets_signatures():
+    # jaxclf/schemas.py is written from the signatures, so that composing imports no JAX;
+    # a changed signature must be followed by `python -m jaxclf.schema_source`.
+    from jaxclf import schema_source
+
+    assert schema_source.SCHEMAS_FILE.read_text() == schema_source.render(), "run: python -m jaxclf.schema_source"
+
+
+def test_every_argument_rule_names_a_parameter_of_its_target():
+    from jaxclf.argument_rules import RULES
+    from jaxclf.schemas import TARGETS
+
+    assert set(RULES) <= set(TARGETS)
+    for target, rules in RULES.items():
+        assert set(rules) <= {field.name for field in dataclasses.fields(TARGETS[target])}, target

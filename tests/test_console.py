@@ -76,17 +76,37 @@ runpy.run_path("launch.py", run_name="__main__")
 """
 
 
-def test_a_bad_value_is_reported_before_checkpointing_data_or_tensorflow_load(tmp_path):
+BAD_INPUT = [
+    # jaxclf's own checks: values, the ViT's sizes, the built-in targets' arguments and choices
+    ("trainer.max_steps=-5", "trainer.max_steps=-5 is not valid; it must be a positive integer"),
+    ("model=vit model.num_heads=5", "model.num_heads=5 does not divide hidden_size=64"),
+    ("model=vit model.patch_size=3", "model.patch_size=3 does not divide the image shape [8, 8, 1]"),
+    ("loss.label_smoothing=2", "loss.label_smoothing=2.0 is not valid; it must lie in [0, 1]"),
+    ("loss=distill loss.teacher=x loss.alpha=3", "loss.alpha=3.0 is not valid; it must lie in [0, 1]"),
+    ("callbacks.checkpoint.max_to_keep=0", "callbacks.checkpoint.max_to_keep=0 is not valid"),
+    ("callbacks.tensorboard.every_steps=0", "callbacks.tensorboard.every_steps=0 is not valid"),
+    ("callbacks.checkpoint.mode=maxx", "callbacks.checkpoint.mode=maxx is not valid for jaxclf.callbacks.ModelCheckpoint"),
+    # Hydra's own: a missing option, an unknown key, a wrong type, bad syntax
+    ("model=foo", "Could not find 'model/foo'; Available options in 'model': cnn, linear, mlp,"),
+    ("model.depth=3", "Could not override 'model.depth'; Key 'depth' not in 'Builds_MLP'"),
+    ("optim.learning_rate=abc", "optim.learning_rate=abc; Value 'abc' of type 'str' could not be converted to Float"),
+    ("model.depth=[1", "model.depth=[1: no viable alternative at input '[1'"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_INPUT, ids=[case for case, _ in BAD_INPUT])
+def test_a_bad_value_is_one_line_before_jax_checkpointing_or_tensorflow_load(tmp_path, overrides, message):
     import subprocess
     import sys
 
     from conftest import ROOT
 
     result = subprocess.run(
-        [sys.executable, "-c", _MODULES_AT_EXIT, f"hydra.run.dir={tmp_path}", "trainer.max_steps=-5"],
+        [sys.executable, "-c", _MODULES_AT_EXIT, f"hydra.run.dir={tmp_path}", *overrides.split()],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     error, loaded = result.stderr.split("LOADED ")
-    assert error == "jaxclf: error: trainer.max_steps=-5 is not valid; it must be a positive integer\n"
-    assert not {"orbax", "tensorflow", "tensorflow_datasets", "tensorboard"} & set(loaded.split())
+    assert error.startswith("jaxclf: error: ") and error.count("\n") == 1, error
+    assert message in error
+    assert not {"jax", "flax", "optax", "orbax", "tensorflow", "tensorflow_datasets", "tensorboard"} & set(loaded.split())

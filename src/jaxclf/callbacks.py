@@ -30,28 +30,23 @@ instances of one class keep theirs apart.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import jax
 
+from jaxclf.argument_rules import check_arguments, target_name
 from jaxclf.checkpointing import Retention
 from jaxclf.data.config import SplitName
 from jaxclf.evaluation import EvalResults
-from jaxclf.metrics import MetricName
+from jaxclf.monitoring import MetricMode, MetricName
 
 if TYPE_CHECKING:
     from jaxclf.train_state import TrainState
     from jaxclf.trainer import Trainer
 
 logger = logging.getLogger(__name__)
-
-
-def check_period(every_steps: int) -> None:
-    if every_steps <= 0:
-        raise ValueError(f"every_steps={every_steps} is not valid; it must be a positive integer")
 
 
 def is_due(step: int, every_steps: int | None) -> bool:
@@ -109,13 +104,6 @@ class Callback:
         pass
 
 
-class MetricMode(str, enum.Enum):
-    """Whether a higher (max) or lower (min) value of a metric is better."""
-
-    max = "max"
-    min = "min"
-
-
 def improves(value: float, best: float | None, mode: MetricMode, min_delta: float = 0.0) -> bool:
     """Whether ``value`` beats ``best`` by more than ``min_delta`` in ``mode``."""
     if best is None:
@@ -131,7 +119,7 @@ class PeriodicEvaluation(Callback):
     that it can compete for the best checkpoint."""
 
     def __init__(self, every_steps: int, splits: Sequence[SplitName] = (SplitName.validation,), at_end: bool = False):
-        check_period(every_steps)
+        check_arguments(target_name(PeriodicEvaluation), {"every_steps": every_steps})
         self.every_steps, self.splits, self.at_end = every_steps, [SplitName(split).value for split in splits], at_end
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
@@ -159,9 +147,7 @@ class ModelCheckpoint(Callback):
         mode: MetricMode = MetricMode.max,
         split: SplitName = SplitName.validation,
     ):
-        check_period(every_steps)
-        if max_to_keep <= 0:
-            raise ValueError(f"max_to_keep={max_to_keep} is not valid; it must be a positive integer")
+        check_arguments(target_name(ModelCheckpoint), {"every_steps": every_steps, "max_to_keep": max_to_keep})
         self.every_steps, self.max_to_keep, self.mode = every_steps, max_to_keep, MetricMode(mode)
         self.monitor = None if monitor is None else MetricName(monitor).value
         self.split = SplitName(split).value
@@ -223,10 +209,7 @@ class EarlyStopping(Callback):
         min_delta: float = 0.0,
         split: SplitName = SplitName.validation,
     ):
-        if patience < 1:
-            raise ValueError(f"patience={patience} is not valid; it must be a positive integer")
-        if min_delta < 0:
-            raise ValueError(f"min_delta={min_delta} is not valid; it must be non-negative")
+        check_arguments(target_name(EarlyStopping), {"patience": patience, "min_delta": min_delta})
         self.monitor, self.mode = MetricName(monitor).value, MetricMode(mode)
         self.patience, self.min_delta, self.split = patience, min_delta, SplitName(split).value
         self.best_value: float | None = None

@@ -17,12 +17,16 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
-from jaxclf.config import Mode, validate  # (importing it registers the config schema with Hydra)
+from jaxclf.config import Mode, check_values  # (importing it registers the config schema with Hydra)
 from jaxclf.console import quiet_libraries
 from jaxclf.errors import ConfigError, Preempted, RunStopped, StorageError
+
+_USER_FULL_ERROR = "JAXCLF_USER_HYDRA_FULL_ERROR"  # HYDRA_FULL_ERROR as the user set it ("" if unset)
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -30,10 +34,10 @@ def run_job(cfg: DictConfig) -> float | None:
     """One job: a run, or one of a multirun's."""
     quiet_libraries()
     hydra_config = HydraConfig.get()
-    if os.environ.get("HYDRA_FULL_ERROR") != "1":
+    if not _full_error():
         _quiet_background_tracebacks()
     try:
-        validate(cfg)  # before the run's heavier imports: a bad value is reported at once
+        check_values(cfg)  # before JAX is imported: a bad value is reported at once
         from jaxclf.run import run
 
         results = run(cfg, hydra_config.runtime.output_dir, list(hydra_config.overrides.task))
@@ -50,7 +54,7 @@ def run_job(cfg: DictConfig) -> float | None:
 
             record_failure(hydra_config.runtime.output_dir, error)
             raise
-        if not expected or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if not expected or _full_error():
             raise
         code = error.exit_code if isinstance(error, RunStopped) else 2
         if isinstance(error, StorageError):
@@ -124,10 +128,57 @@ def _check_quoting(arguments: list[str]) -> None:
             sys.exit(2)
 
 
+def _one_line(error: CompactHydraException) -> str:
+    """Hydra's multi-line report of a bad override or config group, as one line."""
+    text = str(error).split("\nConfig search path:")[0]
+    override = getattr(error, "override", None)  # the parser's errors do not quote it
+    parts = [f"{override}:"] if override else []
+    for line in filter(None, text.splitlines()):
+        if line.startswith("\t") and parts:  # the items of a list (a group's options)
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
+        elif parts and parts[-1].endswith(":") and not line.startswith("\t"):
+            parts[-1] += " " + line
+        else:
+            parts.append(line)
+    if isinstance(error.__cause__, OmegaConfBaseException):  # what was wrong, after what Hydra tried
+        parts.insert(1, str(error.__cause__).splitlines()[0])
+    return "; ".join(part.rstrip(".") for part in parts)
+
+
 def main() -> None:
     """``jaxclf`` (and ``python launch.py``) with the command line's arguments."""
     _check_quoting(sys.argv[1:])
-    run_job()
+    # Hydra prints a bad override or config group, and a sweep's failed job,
+    # in several lines; told to raise them instead (HYDRA_FULL_ERROR), it lets
+    # one line be said here. The user's own setting is kept for the jobs.
+    user_setting = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ[_USER_FULL_ERROR], os.environ["HYDRA_FULL_ERROR"] = user_setting or "", "1"
+    try:
+        run_job()
+    except CompactHydraException as error:
+        if _full_error():
+            raise
+        print(f"jaxclf: error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+    except (ConfigError, RunStopped) as error:  # a sweep's job: reported by the job, recorded in failure.json
+        if _full_error():
+            raise
+        print(
+            f"jaxclf: a job of the sweep failed ({error}); each failed job's directory holds failure.json",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    finally:
+        del os.environ[_USER_FULL_ERROR]
+        if user_setting is None:
+            del os.environ["HYDRA_FULL_ERROR"]
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = user_setting
+
+
+def _full_error() -> bool:
+    """Whether the user asked for tracebacks (``HYDRA_FULL_ERROR=1``)."""
+    return os.environ.get(_USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR")) == "1"
 
 
 if __name__ == "__main__":

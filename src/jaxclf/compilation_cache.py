@@ -14,7 +14,6 @@ import jax
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_COMPILATION_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "jaxclf", "jax")
 COMPILATION_CACHE_BYTES = 2**30  # least recently used programs are evicted beyond this
 _ENTRY, _LAST_USE = "-cache", "-atime"  # the suffixes of JAX's two files per program (jax._src.lru_cache)
 

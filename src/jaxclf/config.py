@@ -35,17 +35,15 @@ from hydra_zen import builds
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from jaxclf import objectives, optim
+from jaxclf.argument_rules import check_arguments
 from jaxclf.data.config import DataConfig
-from jaxclf.errors import ConfigError
-from jaxclf.evaluation import EvaluationConfig
-from jaxclf.hardware import HardwareConfig, Platform
-from jaxclf.models.cnn import CNN
-from jaxclf.models.mlp import MLP, Linear
-from jaxclf.models.resnet import ResNet
-from jaxclf.models.vit import ViT
-from jaxclf.predict import PredictConfig
+from jaxclf.errors import ConfigError, config_error
+from jaxclf.evaluation_config import EvaluationConfig
+from jaxclf.hardware_config import HardwareConfig, Platform
+from jaxclf.models.options import PositionEmbedding, check_num_heads, check_patch_size, check_sincos2d_width
+from jaxclf.predict_config import PredictConfig
 from jaxclf.resumable import resumable, resumable_keys
+from jaxclf.schemas import SCHEMAS, TARGETS, Builds_ViT
 from jaxclf.trainer_config import TrainerConfig, parse_duration
 
 
@@ -80,34 +78,6 @@ def resumable_keys_of(cfg: DictConfig) -> frozenset[str]:
         if isinstance(schema, type) and dataclasses.is_dataclass(schema):
             keys |= resumable_keys(schema, f"{group}.")
     return frozenset(keys)
-
-
-def _model_schema(target: type) -> Any:
-    return builds(
-        target,
-        populate_full_signature=True,
-        zen_exclude=("parent", "name"),  # flax's own module fields
-        num_classes="${data.num_classes}",
-        dtype="${hardware.compute_dtype}",
-    )
-
-
-def _optim_schema(target: Any) -> Any:
-    # The cosine decays to 0 at the run's end, which may move on resume.
-    return builds(target, populate_full_signature=True, total_steps=resumable("${trainer.max_steps}"))
-
-
-SCHEMAS = {
-    "schema_linear": _model_schema(Linear),
-    "schema_mlp": _model_schema(MLP),
-    "schema_vit": _model_schema(ViT),
-    "schema_resnet": _model_schema(ResNet),
-    "schema_cnn": _model_schema(CNN),
-    "schema_adamw": _optim_schema(optim.adamw),
-    "schema_sgd": _optim_schema(optim.sgd),
-    "schema_objective": builds(objectives.Objective, populate_full_signature=True, loss_fn=MISSING),
-    "schema_distillation": builds(objectives.Distillation, populate_full_signature=True, loss_fn=MISSING),
-}
 
 
 def register_configs() -> None:
@@ -160,13 +130,28 @@ if not OmegaConf.has_resolver("jaxclf_job_dirname"):
     OmegaConf.register_new_resolver("jaxclf_job_dirname", job_dirname)
 
 
+def _imported_target(path: str, node: DictConfig) -> Any:
+    try:
+        return get_object(node._target_)
+    except Exception:  # noqa: BLE001 (Hydra raises several types for a bad path)
+        raise ConfigError(
+            f"{path}._target_={node._target_} is not an importable object; check the dotted path"
+        ) from None
+
+
 # -- validation ------------------------------------------------------------------
 
 
 def validate(cfg: DictConfig) -> None:
     """Raises a one-line ``ConfigError`` naming the first bad key, its value
-    and what is valid. Values first; then every ``_target_`` node's keys,
-    which imports the targets."""
+    and what is valid: ``check_values``, then ``check_targets``."""
+    check_values(cfg)
+    check_targets(cfg)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """The values' ranges and agreements. Imports nothing: ``jaxclf`` runs it
+    before JAX is imported, so a bad value is reported at once."""
     _check_positive(
         cfg,
         (
@@ -201,8 +186,36 @@ def validate(cfg: DictConfig) -> None:
             f"evaluation.train_examples={cfg.evaluation.train_examples} is not valid; "
             "it must be 0 (no evaluation on training data) or more"
         )
+    _check_vit(cfg)
     for path, node in _target_nodes(cfg):
-        _check_signature(path, node)
+        if node._target_ in TARGETS:
+            _check_signature(path, node)
+            try:
+                check_arguments(node._target_, node)
+            except ValueError as error:
+                raise config_error(path, error) from None
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """The keys of every node whose ``_target_`` is not jaxclf's own (a
+    user's model, loss or callback) against its signature. Imports the targets."""
+    for path, node in _target_nodes(cfg):
+        if node._target_ not in TARGETS:
+            _check_signature(path, node)
+
+
+def _check_vit(cfg: DictConfig) -> None:
+    """The built-in ViT's sizes agree with each other and with the images."""
+    model = cfg.model
+    if model.get("_target_") != Builds_ViT._target_:
+        return
+    try:
+        check_num_heads(model.hidden_size, model.num_heads)
+        check_patch_size(cfg.data.image_shape, model.patch_size)
+        if model.posemb == PositionEmbedding.sincos2d:
+            check_sincos2d_width(model.hidden_size)
+    except ValueError as error:
+        raise config_error("model", error) from None
 
 
 def _check_positive(cfg: DictConfig, keys: tuple[str, ...]) -> None:
@@ -262,23 +275,26 @@ def _target_nodes(node: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]
 
 
 def _check_signature(path: str, node: DictConfig) -> None:
-    """The node's keys against its target's parameters: names, types, Enums."""
-    try:
-        target = get_object(node._target_)
-    except Exception:  # noqa: BLE001 (Hydra raises several types for a bad path)
-        raise ConfigError(
-            f"{path}._target_={node._target_} is not an importable object; check the dotted path"
-        ) from None
-    parameters = inspect.signature(target).parameters
-    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
-        return  # any keyword goes
+    """The node's keys against its target's parameters: names, types, Enums.
+    jaxclf's own targets are checked against their generated schemas
+    (``jaxclf.schemas``); any other target is imported."""
     keys = [str(key) for key in node if not str(key).startswith("_")]
+    schema = TARGETS.get(node._target_)
+    if schema is not None:
+        parameters = [field.name for field in dataclasses.fields(schema) if not field.name.startswith("_")]
+    else:
+        target = _imported_target(path, node)
+        signature = inspect.signature(target).parameters
+        if any(parameter.kind is parameter.VAR_KEYWORD for parameter in signature.values()):
+            return  # any keyword goes
+        parameters = list(signature)
     for key in keys:
         if key not in parameters:
             raise ConfigError(
                 f"{path}.{key} is not a parameter of {node._target_}; its parameters: {', '.join(parameters)}"
             )
-    schema = builds(target, zen_partial=node.get("_partial_"), **dict.fromkeys(keys, MISSING))
+    if schema is None:
+        schema = builds(target, zen_partial=node.get("_partial_"), **dict.fromkeys(keys, MISSING))
     try:
         OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.masked_copy(node, keys))
     except OmegaConfBaseException as error:

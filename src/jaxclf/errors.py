@@ -1,9 +1,21 @@
 """Exceptions that end a run with one line on stderr instead of a traceback."""
 
+import re
+
 
 class ConfigError(ValueError):
     """A bad configuration value; its message is one line naming the key, the
     value, and what is valid. ``launch.py`` prints it and exits with code 2."""
+
+
+def config_error(path: str, error: ValueError) -> ConfigError:
+    """A ``ValueError`` raised while building the object at config ``path``, as
+    one line naming the key: objects' own argument checks start their messages
+    with the argument (``num_heads=3 does not ...`` -> ``model.num_heads=3 does not ...``)."""
+    if isinstance(error, ConfigError):
+        return error
+    message = str(error).strip().splitlines()[0]
+    return ConfigError(f"{path}.{message}" if re.match(r"\w+=", message) else f"{path}: {message}")
 
 
 class RunStopped(RuntimeError):

@@ -7,8 +7,6 @@ distribution, whatever the training loss: hard-label NLL, accuracy, top-5
 accuracy, expected calibration error and Brier score.
 """
 
-import enum
-
 import flax
 import jax
 import jax.numpy as jnp
@@ -107,14 +105,3 @@ class EvalMetrics(metrics.Collection):
     def num_examples(self) -> int:
         """How many (unmasked) examples were merged in."""
         return int(self.accuracy.count)
-
-
-class MetricName(str, enum.Enum):
-    """What an evaluation reports (``top5_accuracy`` only with more than ``evaluation.top5_min_classes``)."""
-
-    accuracy = "accuracy"
-    loss = "loss"
-    nll = "nll"
-    ece = "ece"
-    brier = "brier"
-    top5_accuracy = "top5_accuracy"

@@ -17,6 +17,7 @@ reads files: ``jaxclf.runs`` restores a teacher from its run directory.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxclf import losses, targets
+from jaxclf.argument_rules import check_arguments, target_name
 
 Context = dict[str, jax.Array]
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -41,11 +43,8 @@ class Objective(struct.PyTreeNode):
     cutmix_alpha: float = struct.field(pytree_node=False, default=0.0)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.label_smoothing <= 1:
-            raise ValueError(f"label_smoothing={self.label_smoothing} is not valid; it must lie in [0, 1]")
-        for name in ("mixup_alpha", "cutmix_alpha"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} is not valid; it must be 0 (off) or positive")
+        arguments = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        check_arguments(target_name(type(self)), arguments)
 
     def prepare(self, rng: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Context]:
         if self.mixup_alpha <= 0 and self.cutmix_alpha <= 0:
@@ -92,13 +91,6 @@ class Distillation(Objective):
     teacher: Teacher | None = None
     temperature: float = struct.field(pytree_node=False, default=4.0)
     alpha: float = struct.field(pytree_node=False, default=0.9)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature} is not valid; it must be positive")
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha={self.alpha} is not valid; it must lie in [0, 1]")
 
     def prepare(self, rng: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Context]:
         if self.teacher is None:

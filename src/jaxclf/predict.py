@@ -26,22 +26,12 @@ from jaxclf.data.loader import eval_batches
 from jaxclf.data.splits import InMemorySplit, Split
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware
-from jaxclf.resumable import resumable
 from jaxclf.train_state import Classifier, TrainState
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.csv"
 NO_LABEL = -1
-
-
-@dataclasses.dataclass
-class PredictConfig:
-    """``predict`` in the config (all of it may change on resume)."""
-
-    # Image files, folders of images, or split names; one value or a list.
-    inputs: Any = resumable("test")
-    top_k: int = resumable(5)  # classes listed per image, most probable first
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import jax
 
+from jaxclf.argument_rules import check_arguments, target_name
 from jaxclf.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -23,8 +24,7 @@ class Profiler(Callback):
     --logdir`` finds it: its Profile tab needs ``pip install tensorboard-plugin-profile``."""
 
     def __init__(self, start_step: int = 10, num_steps: int = 10):
-        if start_step < 0 or num_steps < 1:
-            raise ValueError(f"start_step={start_step}, num_steps={num_steps}: give start_step >= 0 and num_steps >= 1")
+        check_arguments(target_name(Profiler), {"start_step": start_step, "num_steps": num_steps})
         self.start_step, self.num_steps = start_step, num_steps
         self._stop_at: int | None = None  # while tracing
         self._traced = False

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -35,7 +34,7 @@ from jaxclf.data.config import DataConfig, SplitName
 from jaxclf.data.loader import DataModule, Normalizer, TrainLoader
 from jaxclf.data.splits import build_splits, head
 from jaxclf.describe import bytes_per_device, describe_model, format_description, format_memory
-from jaxclf.errors import ConfigError
+from jaxclf.errors import ConfigError, config_error
 from jaxclf.evaluation import train_minus_validation_accuracy
 from jaxclf.hardware import Hardware, HardwareConfig
 from jaxclf.tensorboard_logger import TensorBoardLogger
@@ -53,16 +52,6 @@ def typed(node: DictConfig, schema: type[SchemaType]) -> SchemaType:
     if not isinstance(value, schema):
         raise TypeError(f"expected a {schema.__name__} config, got {type(value).__name__}")
     return value
-
-
-def config_error(path: str, error: ValueError) -> ConfigError:
-    """A ``ValueError`` raised while building the object at config ``path``, as
-    one line naming the key: objects' own argument checks start their messages
-    with the argument (``num_heads=3 does not ...`` -> ``model.num_heads=3 does not ...``)."""
-    if isinstance(error, ConfigError):
-        return error
-    message = str(error).strip().splitlines()[0]
-    return ConfigError(f"{path}.{message}" if re.match(r"\w+=", message) else f"{path}: {message}")
 
 
 def instantiate(node: Any, path: str, **objects: Any) -> Any:

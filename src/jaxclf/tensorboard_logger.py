@@ -20,8 +20,9 @@ import numpy as np
 from clu import parameter_overview
 from omegaconf import OmegaConf
 
+from jaxclf.argument_rules import check_arguments, target_name
 from jaxclf.calibration import reliability_diagram
-from jaxclf.callbacks import Callback, check_period, is_due
+from jaxclf.callbacks import Callback, is_due
 from jaxclf.confusion import LABELLED_CLASSES, confusion_image, per_class_accuracy
 from jaxclf.data.config import SplitName
 from jaxclf.evaluation import EvalResults, train_minus_validation_accuracy
@@ -47,7 +48,7 @@ class TensorBoardLogger(Callback):
         images: bool = True,
         mistakes: int = 16,
     ):
-        check_period(every_steps)
+        check_arguments(target_name(TensorBoardLogger), {"every_steps": every_steps, "mistakes": mistakes})
         self.every_steps, self.images, self.mistakes = every_steps, images, mistakes
         self.split_names = dict(split_names or {"train": "train_eval", "validation": "eval", "test": "test"})
         self._writer: TensorBoardWriter | None = None

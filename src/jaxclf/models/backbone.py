@@ -9,7 +9,6 @@ flash-attention kernel (``implementation="cudnn"``); elsewhere XLA's own
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 from typing import Any, Literal
@@ -18,16 +17,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxclf.models.options import AttentionImpl, check_num_heads
+
 logger = logging.getLogger(__name__)
 
 CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 MAX_CUDNN_HEAD_SIZE = 128  # every GPU cuDNN's flash attention supports (256 from Hopper on)
-
-
-class AttentionImpl(str, enum.Enum):
-    auto = "auto"  # cuDNN where it can serve the shape and dtype, else XLA
-    xla = "xla"
-    cudnn = "cudnn"
 
 
 def cudnn_problem(platform: str, dtype: Any, head_size: int) -> str | None:
@@ -61,15 +56,6 @@ def choose_attention(
 @functools.cache
 def _log_once(message: str) -> None:
     logger.info(message)  # traced several times (init, train, eval): said once
-
-
-def check_num_heads(hidden_size: int, num_heads: int) -> None:
-    """Raises a one-line ``ValueError`` unless the heads split the width evenly."""
-    if num_heads <= 0 or hidden_size % num_heads:
-        raise ValueError(
-            f"num_heads={num_heads} does not divide hidden_size={hidden_size}; "
-            "choose a positive head count that divides the width"
-        )
 
 
 class SelfAttention(nn.Module):

@@ -9,8 +9,6 @@ class token, or the global average) and maps them to logits.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Sequence
 from typing import Any
 
 import einops
@@ -19,33 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-class Pool(str, enum.Enum):
-    cls = "cls"  # a learned class token, prepended
-    gap = "gap"  # the global average of the tokens
-
-
-class PositionEmbedding(str, enum.Enum):
-    learned = "learned"
-    sincos2d = "sincos2d"  # fixed 2-D sine-cosine (MoCo v3, big_vision)
-
-
-def check_patch_size(image_shape: Sequence[int], patch_size: int) -> None:
-    """Raises a one-line ``ValueError`` unless patches tile the image exactly."""
-    height, width = image_shape[:2]
-    if patch_size <= 0 or height % patch_size or width % patch_size:
-        raise ValueError(
-            f"patch_size={patch_size} does not divide the image shape {list(image_shape)}; "
-            "choose a patch size that divides both height and width"
-        )
+from jaxclf.models.options import Pool, PositionEmbedding, check_patch_size, check_sincos2d_width
 
 
 def sincos2d_embedding(
     grid_height: int, grid_width: int, hidden_size: int, temperature: float = 10_000.0
 ) -> np.ndarray:
     """Fixed 2-D sine-cosine position embeddings ``[1, H*W, D]`` (MoCo v3, big_vision)."""
-    if hidden_size % 4:
-        raise ValueError(f"hidden_size={hidden_size} is not valid with posemb=sincos2d; it must be a multiple of 4")
+    check_sincos2d_width(hidden_size)
     y, x = np.mgrid[:grid_height, :grid_width]
     omega = 1.0 / temperature ** (np.arange(hidden_size // 4) / (hidden_size // 4 - 1 or 1))
     y_angles = y.reshape(-1, 1) * omega

@@ -9,7 +9,6 @@ devices), as with synchronised BatchNorm.
 
 from __future__ import annotations
 
-import enum
 import functools
 from typing import Any
 
@@ -17,17 +16,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxclf.models.options import Block, Stem
+
 ModuleDef = Any
-
-
-class Stem(str, enum.Enum):
-    imagenet = "imagenet"  # 7x7/2 convolution and 3x3/2 max pool (224x224 inputs)
-    cifar = "cifar"  # one 3x3/1 convolution, no pooling (small images)
-
-
-class Block(str, enum.Enum):
-    basic = "basic"  # two 3x3 convolutions (ResNet-18/34)
-    bottleneck = "bottleneck"  # 1x1, 3x3, 1x1 x4 (ResNet-50)
 
 
 class BasicBlock(nn.Module):

@@ -8,8 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxclf.models.backbone import AttentionImpl, TransformerBackbone, check_num_heads
-from jaxclf.models.modalities import ClassifierHead, Patch, Pool, PositionEmbedding
+from jaxclf.models.backbone import TransformerBackbone
+from jaxclf.models.modalities import ClassifierHead, Patch
+from jaxclf.models.options import AttentionImpl, Pool, PositionEmbedding, check_num_heads
 
 
 class ViT(nn.Module):
