@@ -13,13 +13,24 @@ from jaxclf import optim
 
 def test_schedule_matches_closed_form():
     peak, warmup, total = 0.1, 10, 110
-    schedule = optim.warmup_cosine_schedule(peak, warmup, total)
+    schedule = optim.learning_rate_schedule(peak, warmup, total)
     for step in [0, 5, 10, 35, 60, 109, 110]:
         if step < warmup:
             expected = peak * step / warmup
         else:
             expected = 0.5 * peak * (1 + np.cos(np.pi * (step - warmup) / (total - warmup)))
         np.testing.assert_allclose(schedule(step), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_step_schedule_matches_goyal_et_al():
+    # Goyal et al. 2017: warm up linearly from eta to k*eta over 5 epochs, then /10 at epochs 30, 60 and 80.
+    epoch, eta, peak = 10, 0.1, 3.2
+    schedule = optim.learning_rate_schedule(
+        peak, 5 * epoch, 90 * epoch, "step", [30 * epoch, 60 * epoch, 80 * epoch], 0.1, warmup_from=eta
+    )
+    expected = {0: eta, 25: eta + (peak - eta) / 2, 50: peak, 299: peak, 300: 0.32, 599: 0.32, 600: 0.032, 800: 0.0032}
+    for step, rate in expected.items():
+        np.testing.assert_allclose(schedule(step), rate, rtol=1e-5, err_msg=f"step {step}")
 
 
 def test_kernel_mask_spares_biases_norms_and_embeddings():
@@ -45,7 +56,7 @@ def test_logged_learning_rate_is_the_one_used(make):
     tx = make(learning_rate=0.2, weight_decay=0.0, warmup_steps=4, total_steps=20)
     params = {"w": jnp.ones((2, 2))}
     state = tx.init(params)
-    schedule = optim.warmup_cosine_schedule(0.2, 4, 20)
+    schedule = optim.learning_rate_schedule(0.2, 4, 20)
     for step in range(6):
         _, state = tx.update(params, state, params)
         np.testing.assert_allclose(optim.current_learning_rate(state), schedule(step), rtol=1e-6)

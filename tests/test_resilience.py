@@ -258,14 +258,14 @@ def test_non_finite_results_are_null_in_strict_json(tmp_path):
 
 
 BAD_INPUTS = [
-    # Hydra's own checks: it names the key or option (and lists the choices).
-    (("model=vitt",), 1, "Could not find 'model/vitt'"),
-    (("trainer.max_stepz=5",), 1, "trainer.max_stepz"),
-    (("trainer.max_steps=abc",), 1, "trainer.max_steps=abc"),
-    (("seed=1.5",), 1, "seed=1.5"),
+    # Hydra's own checks, in one line: it names the key or option (and lists the choices).
+    (("model=vitt",), 2, "Could not find 'model/vitt'"),
+    (("trainer.max_stepz=5",), 2, "trainer.max_stepz"),
+    (("trainer.max_steps=abc",), 2, "trainer.max_steps=abc"),
+    (("seed=1.5",), 2, "seed=1.5"),
     # Closed choices are Enums: Hydra names the key and lists the choices.
-    (("trainer.on_nonfinite=ignore",), 1, "Error merging override trainer.on_nonfinite=ignore"),
-    (("model=vit", "model.pool=max"), 1, "Error merging override model.pool=max"),
+    (("trainer.on_nonfinite=ignore",), 2, "Error merging override trainer.on_nonfinite=ignore"),
+    (("model=vit", "model.pool=max"), 2, "Error merging override model.pool=max"),
     # jaxclf's checks: one line naming the key, the value and what is valid.
     (("optim.learning_rate=-1",), 2, "optim.learning_rate=-1.0 is not valid; it must be positive"),
     (("optim.learning_rate=0",), 2, "optim.learning_rate=0.0 is not valid; it must be positive"),
@@ -282,7 +282,7 @@ BAD_INPUTS = [
         2,
         "model.attention_impl=cudnn cannot be used: it runs on GPUs only (this is cpu); use attention_impl=auto or xla",
     ),
-    (("model=vit", "model.attention_impl=flash"), 1, "Error merging override model.attention_impl=flash"),
+    (("model=vit", "model.attention_impl=flash"), 2, "Error merging override model.attention_impl=flash"),
     (
         ("hydra.run.dir=/tmp/ünï",),
         2,

@@ -134,6 +134,8 @@ def _one_line(error: CompactHydraException) -> str:
     override = getattr(error, "override", None)  # the parser's errors do not quote it
     parts = [f"{override}:"] if override else []
     for line in filter(None, text.splitlines()):
+        if line.startswith("    "):  # OmegaConf's details (full_key, object_type)
+            continue
         if line.startswith("\t") and parts:  # the items of a list (a group's options)
             parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
         elif parts and parts[-1].endswith(":") and not line.startswith("\t"):

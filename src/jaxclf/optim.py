@@ -1,4 +1,6 @@
-"""Optimizers: optax transformations with linear warmup and cosine decay.
+"""Optimizers: optax transformations with a linear warmup, then a cosine decay
+to 0 (``decay=cosine``) or a step decay (``decay=step``: the rate times
+``decay_factor`` at each of ``decay_steps``, as in Goyal et al. 2017).
 
 The learning rate is injected as a hyperparameter (``optax.inject_hyperparams``)
 so its current value sits in the optimizer state, where the trainer reads it
@@ -14,16 +16,32 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxclf.optim_options import Decay
 
-def warmup_cosine_schedule(learning_rate: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
-    """0 -> ``learning_rate`` linearly over ``warmup_steps``, then cosine to 0 at ``total_steps``."""
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=learning_rate,
-        warmup_steps=warmup_steps,
-        decay_steps=max(total_steps, warmup_steps + 1),
-        end_value=0.0,
+
+def learning_rate_schedule(
+    learning_rate: float,
+    warmup_steps: int,
+    total_steps: int,
+    decay: Decay = Decay.cosine,
+    decay_steps: tuple[int, ...] = (),
+    decay_factor: float = 0.1,
+    warmup_from: float = 0.0,
+) -> optax.Schedule:
+    """``warmup_from`` -> ``learning_rate`` linearly over ``warmup_steps``, then ``decay``."""
+    if Decay(decay) == Decay.cosine:
+        return optax.warmup_cosine_decay_schedule(
+            init_value=warmup_from,
+            peak_value=learning_rate,
+            warmup_steps=warmup_steps,
+            decay_steps=max(total_steps, warmup_steps + 1),
+            end_value=0.0,
+        )
+    warmup = optax.linear_schedule(warmup_from, learning_rate, warmup_steps)
+    steps = optax.piecewise_constant_schedule(
+        learning_rate, {step - warmup_steps: decay_factor for step in decay_steps}
     )
+    return optax.join_schedules([warmup, steps], [warmup_steps])
 
 
 def kernel_mask(params: optax.Params) -> optax.Params:
@@ -53,10 +71,18 @@ def adamw(
     b2: float = 0.999,
     eps: float = 1e-8,
     grad_clip_norm: Optional[float] = None,
+    decay: Decay = Decay.cosine,
+    decay_steps: tuple[int, ...] = (),
+    decay_factor: float = 0.1,
+    warmup_from: float = 0.0,
 ) -> optax.GradientTransformation:
-    """AdamW (decoupled weight decay) on the warmup + cosine schedule."""
+    """AdamW (decoupled weight decay: optax's ``weight_decay`` is multiplied by
+    the learning rate) on the warmup + ``decay`` schedule."""
+    schedule = learning_rate_schedule(
+        learning_rate, warmup_steps, total_steps, decay, decay_steps, decay_factor, warmup_from
+    )
     tx = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
-        learning_rate=warmup_cosine_schedule(learning_rate, warmup_steps, total_steps),
+        learning_rate=schedule,
         b1=b1,
         b2=b2,
         eps=eps,
@@ -83,10 +109,17 @@ def sgd(
     momentum: float = 0.9,
     nesterov: bool = False,
     grad_clip_norm: Optional[float] = None,
+    decay: Decay = Decay.cosine,
+    decay_steps: tuple[int, ...] = (),
+    decay_factor: float = 0.1,
+    warmup_from: float = 0.0,
 ) -> optax.GradientTransformation:
-    """SGD with (Nesterov) momentum and L2 weight decay on the warmup + cosine schedule."""
+    """SGD with (Nesterov) momentum and L2 weight decay on the warmup + ``decay`` schedule."""
+    schedule = learning_rate_schedule(
+        learning_rate, warmup_steps, total_steps, decay, decay_steps, decay_factor, warmup_from
+    )
     tx = optax.inject_hyperparams(_sgd_with_decay, static_args=("momentum", "nesterov"))(
-        learning_rate=warmup_cosine_schedule(learning_rate, warmup_steps, total_steps),
+        learning_rate=schedule,
         momentum=momentum,
         nesterov=nesterov,
         weight_decay=weight_decay,

@@ -12,6 +12,7 @@ from omegaconf import MISSING
 from jaxclf.data.config import SplitName
 from jaxclf.models.options import AttentionImpl, Block, Pool, PositionEmbedding, Stem
 from jaxclf.monitoring import MetricMode, MetricName
+from jaxclf.optim_options import Decay
 from jaxclf.resumable import resumable
 
 
@@ -45,6 +46,7 @@ class Builds_ViT:
     posemb: PositionEmbedding = PositionEmbedding.learned
     pool: Pool = Pool.cls
     head_zero_init: bool = False
+    representation_size: Optional[int] = None
     dtype: Any = "${hardware.compute_dtype}"
     attention_impl: AttentionImpl = AttentionImpl.auto
 
@@ -83,6 +85,10 @@ class Builds_adamw:
     b2: float = 0.999
     eps: float = 1e-08
     grad_clip_norm: Optional[float] = None
+    decay: Decay = Decay.cosine
+    decay_steps: tuple[int, ...] = ()
+    decay_factor: float = 0.1
+    warmup_from: float = 0.0
 
 
 @dataclasses.dataclass
@@ -95,6 +101,10 @@ class Builds_sgd:
     momentum: float = 0.9
     nesterov: bool = False
     grad_clip_norm: Optional[float] = None
+    decay: Decay = Decay.cosine
+    decay_steps: tuple[int, ...] = ()
+    decay_factor: float = 0.1
+    warmup_from: float = 0.0
 
 
 @dataclasses.dataclass

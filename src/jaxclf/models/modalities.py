@@ -9,7 +9,7 @@ class token, or the global average) and maps them to logits.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import einops
 import flax.linen as nn
@@ -73,16 +73,22 @@ class Patch(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-    """Pools encoded tokens (the class token, or their mean) and maps them to float32 logits."""
+    """Pools encoded tokens (the class token, or their mean) and maps them to float32 logits.
+
+    With ``representation_size``, a Dense + tanh "pre-logits" layer of that
+    width comes first (the original ViT's; big_vision's ``rep_size``)."""
 
     num_classes: int
     pool: Pool = Pool.cls
     zero_init: bool = False  # start from uniform predictions (big_vision's default)
     dtype: Any = jnp.float32
+    representation_size: Optional[int] = None
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> jax.Array:
         pooled = tokens[:, 0] if Pool(self.pool) == Pool.cls else jnp.mean(tokens, axis=1)
+        if self.representation_size:
+            pooled = nn.tanh(nn.Dense(self.representation_size, dtype=self.dtype, name="pre_logits")(pooled))
         kernel_init = nn.initializers.zeros if self.zero_init else nn.linear.default_kernel_init
         logits = nn.Dense(self.num_classes, kernel_init=kernel_init, dtype=self.dtype, name="dense")(pooled)
         return logits.astype(jnp.float32)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -27,6 +27,7 @@ class ViT(nn.Module):
     posemb: PositionEmbedding = PositionEmbedding.learned
     pool: Pool = Pool.cls
     head_zero_init: bool = False
+    representation_size: Optional[int] = None  # a Dense + tanh pre-logits layer of this width (None: none)
     dtype: Any = jnp.float32
     attention_impl: AttentionImpl = AttentionImpl.auto  # cuDNN's fused kernel where it serves (GPU, bf16/f16)
 
@@ -49,4 +50,7 @@ class ViT(nn.Module):
             self.attention_impl,
             name="backbone",
         )(tokens, train=train)
-        return ClassifierHead(self.num_classes, self.pool, self.head_zero_init, self.dtype, name="head")(tokens)
+        head = ClassifierHead(
+            self.num_classes, self.pool, self.head_zero_init, self.dtype, self.representation_size, name="head"
+        )
+        return head(tokens)
