@@ -89,3 +89,22 @@ def test_nothing_to_predict_is_one_line(tmp_path, finished_run, data_dir):
         "(no readable image of the right shape)"
     ]
     assert not (tmp_path / "predictions.csv").exists()
+
+
+def test_a_run_predicts_each_split_once_for_its_mistakes_and_temperature(tmp_path, data_dir, monkeypatch):
+    from conftest import EVERY_OUTPUT, TINY
+    from jaxclf.predict import Predictor
+
+    predicted = []
+    original = Predictor.__call__
+
+    def counting(self, state, split):
+        predicted.append(len(split))
+        return original(self, state, split)
+
+    monkeypatch.setattr(Predictor, "__call__", counting)
+    code, stderr = launch_in_process(f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY, *EVERY_OUTPUT)
+    assert code == 0, stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert "temperature" in summary  # temperature scaling ran, and the mistakes grid was drawn
+    assert sorted(predicted) == sorted([summary["validation"]["num_examples"], summary["test"]["num_examples"]])

@@ -21,6 +21,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from PIL import Image, UnidentifiedImageError
 
+from jaxclf.atomic_file import replaced_atomically
 from jaxclf.data.config import SplitName
 from jaxclf.data.loader import eval_batches
 from jaxclf.data.splits import InMemorySplit, Split
@@ -134,11 +135,10 @@ def write_predictions(path: str, names: Sequence[str], labels: np.ndarray, probs
     header = ["input", "label", "predicted", "probability"]
     for rank in range(1, k + 1):
         header += [f"top{rank}", f"top{rank}_probability"]
-    with open(path + ".tmp", "w", newline="") as file:
+    with replaced_atomically(path, newline="") as file:
         writer = csv.writer(file)
         writer.writerow(header)
         for name, label, row, classes in zip(names, labels, probs, order, strict=True):
             ranked = [value for cls in classes for value in (int(cls), f"{row[cls]:.6f}")]
             known = "" if label == NO_LABEL else int(label)
             writer.writerow([name, known, int(classes[0]), f"{row[classes[0]]:.6f}", *ranked])
-    os.replace(path + ".tmp", path)

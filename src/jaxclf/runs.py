@@ -31,6 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import run_lock
+from jaxclf.atomic_file import replaced_atomically
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware, make_mesh
@@ -220,11 +221,9 @@ def read_json(path: str) -> dict[str, Any] | None:
 
 def write_json_atomically(path: str, payload: Any) -> None:
     """Writes strict JSON to a temporary file, then renames: readers never see half a file."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
+    with replaced_atomically(path) as file:
         json.dump(payload, file, indent=2, allow_nan=False)
         file.write("\n")
-    os.replace(temporary, path)
 
 
 def without_non_finite(payload: Any, prefix: str = "") -> tuple[Any, list[str]]:

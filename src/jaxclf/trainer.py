@@ -83,6 +83,7 @@ class Trainer:
         self.checkpoints = runs.checkpoint_store(workdir, _retention(self.callbacks))
         self.should_stop = False  # a callback sets it to end fit after the current call
         self._compiled: _Compiled | None = None
+        self._predictions: dict[str, tuple[TrainState, tuple[np.ndarray, np.ndarray]]] = {}  # per split, latest
         self._train_metrics: TrainMetrics | None = None
         self.latest_train_metrics: dict[str, jax.Array] = {}  # the last take_train_metrics(), for display
         self.seconds_outside_training = 0.0  # in evaluations and checkpoints during fit
@@ -298,9 +299,16 @@ class Trainer:
 
     def predict(self, state: TrainState, split: str) -> tuple[np.ndarray, np.ndarray]:
         """The predicted distribution's log-probabilities and the label of
-        every example of the named split of the data given to ``fit`` or ``test``."""
+        every example of the named split of the data given to ``fit`` or
+        ``test``. The latest state's are kept per split: the end of a run asks
+        for the test split twice (the worst mistakes, temperature scaling)."""
+        cached = self._predictions.get(split)
+        if cached is not None and cached[0] is state:
+            return cached[1]
         compiled = self._require_compiled()
-        return compiled.predictor(state, compiled.data.eval_splits[split])
+        predictions = compiled.predictor(state, compiled.data.eval_splits[split])
+        self._predictions[split] = (state, predictions)
+        return predictions
 
     def test(
         self, classifier: Classifier, data: DataModule, state: TrainState, splits: Sequence[str]
