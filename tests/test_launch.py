@@ -270,6 +270,7 @@ def test_describe_prints_parameters_and_flops_without_data_or_a_run_directory(tm
         f"hydra.run.dir={tmp_path / 'run'}",
         "model=vit_s16",
         "data=imagenet2012",
+        "~recipe",  # timm's ViT-S/16, not big_vision's recipe
         "mode=describe",
         f"data.data_dir={empty}",
     )

@@ -21,7 +21,7 @@ from jaxclf.models.resnet import ResNet
 from jaxclf.models.vit import ViT
 from jaxclf.train_state import abstract_variables, init_variables
 
-IMAGENET = ("data=imagenet2012",)
+IMAGENET = ("data=imagenet2012", "~recipe")  # the architectures as published, without a recipe's changes
 
 
 def _num_params(variables) -> int:

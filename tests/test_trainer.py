@@ -357,13 +357,13 @@ def test_a_training_steps_flops_estimate_matches_the_dense_layers_closed_form():
 
 @pytest.mark.parametrize(("model", "calls"), [("mlp", [10, 20, 30]), ("vit", [1, 2, 3])])
 def test_by_default_only_cheap_steps_are_fused(compose, data_dir, tmp_path, model, calls):
-    """The MLP's step (0.07 GFLOP) is fused 10 to a call; the small ViT's (1.8 GFLOP) runs alone."""
+    """The MLP's step (0.07 GFLOP) is fused 10 to a call; the small ViT's with 2x2 patches (1.8 GFLOP) runs alone."""
     trainer, classifier, data = _build(
         compose,
         data_dir,
         tmp_path,
         f"model={model}",
-        "trainer.max_steps=3" if model == "vit" else "trainer.max_steps=30",
+        *(("trainer.max_steps=3", "model.patch_size=2") if model == "vit" else ("trainer.max_steps=30",)),
     )
     trainer.fit(classifier, data)
     trainer.close()
