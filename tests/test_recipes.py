@@ -137,6 +137,14 @@ def test_a_recipe_is_chosen_by_its_model_and_data_and_holds_the_published_values
         assert _value(cfg, key) == pytest.approx(expected), key
 
 
+@pytest.mark.parametrize(
+    ("model", "key", "value"),
+    [("vit", "model.patch_size", 4), ("cnn", "trainer.max_steps", 600), ("mlp", "trainer.max_steps", 300)],
+)
+def test_the_digits_recipes_are_chosen_by_the_model(compose, model, key, value):
+    assert _value(compose([f"model={model}"]), key) == value
+
+
 def test_a_momentum_recipe_with_adamw_fails_while_composing(compose):
     from hydra.errors import ConfigCompositionException
 
