@@ -136,10 +136,8 @@ def _one_line(error: CompactHydraException) -> str:
     for line in filter(None, text.splitlines()):
         if line.startswith("    "):  # OmegaConf's details (full_key, object_type)
             continue
-        if line.startswith("\t") and parts:  # the items of a list (a group's options)
+        if parts and (line.startswith("\t") or parts[-1].endswith(":")):  # a list's items, or what a colon leads to
             parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
-        elif parts and parts[-1].endswith(":") and not line.startswith("\t"):
-            parts[-1] += " " + line
         else:
             parts.append(line)
     if isinstance(error.__cause__, OmegaConfBaseException):  # what was wrong, after what Hydra tried

@@ -6,8 +6,9 @@
   what differs from those defaults.
 - ``model``, ``loss`` and ``optim`` choose a ``_target_``. A built-in option
   extends a schema generated from its target's signature (hydra-zen
-  ``builds``: the module's or factory's own fields, types and defaults),
-  registered under a name that is no group's option::
+  ``builds``: the module's or factory's own fields, types and defaults; run
+  by ``jaxclf.schema_source`` and kept in ``jaxclf.schemas``, so that none of
+  this imports JAX), registered under a name that is no group's option::
 
       defaults: [/schema_vit@_here_, _self_]
 
@@ -130,15 +131,6 @@ if not OmegaConf.has_resolver("jaxclf_job_dirname"):
     OmegaConf.register_new_resolver("jaxclf_job_dirname", job_dirname)
 
 
-def _imported_target(path: str, node: DictConfig) -> Any:
-    try:
-        return get_object(node._target_)
-    except Exception:  # noqa: BLE001 (Hydra raises several types for a bad path)
-        raise ConfigError(
-            f"{path}._target_={node._target_} is not an importable object; check the dotted path"
-        ) from None
-
-
 # -- validation ------------------------------------------------------------------
 
 
@@ -150,8 +142,9 @@ def validate(cfg: DictConfig) -> None:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """The values' ranges and agreements. Imports nothing: ``jaxclf`` runs it
-    before JAX is imported, so a bad value is reported at once."""
+    """The values' ranges and agreements, and the keys of jaxclf's own targets.
+    Imports no target: ``jaxclf`` runs it before JAX is imported, so a bad
+    value is reported at once."""
     _check_positive(
         cfg,
         (
@@ -272,6 +265,15 @@ def _target_nodes(node: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]
         yield path, node
     for key in map(str, node):
         yield from _target_nodes(node._get_node(key), f"{path}.{key}" if path else key)
+
+
+def _imported_target(path: str, node: DictConfig) -> Any:
+    try:
+        return get_object(node._target_)
+    except Exception:  # noqa: BLE001 (Hydra raises several types for a bad path)
+        raise ConfigError(
+            f"{path}._target_={node._target_} is not an importable object; check the dotted path"
+        ) from None
 
 
 def _check_signature(path: str, node: DictConfig) -> None:
