@@ -50,16 +50,24 @@ def test_a_representation_size_adds_a_tanh_pre_logits_layer():
     images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 1)), jnp.float32)
     plain = ViT(num_classes=10, patch_size=4, hidden_size=16, depth=1, num_heads=2)
     with_layer = plain.clone(representation_size=6)
-    variables = init_variables(with_layer, (8, 8, 1), jax.random.key(0))
-    head = variables["params"]["head"]
+    shapes = abstract_variables(with_layer, (8, 8, 1))
+    head = shapes["params"]["head"]
     assert head["pre_logits"]["kernel"].shape == (16, 6) and head["dense"]["kernel"].shape == (6, 10)
     extra = 16 * 6 + 6 + (6 - 16) * 10  # the pre-logits layer, and a narrower classifier
-    assert _num_params(variables) - _num_params(init_variables(plain, (8, 8, 1), jax.random.key(0))) == extra
-    # The classifier sees tanh of the pre-logits: zeroing the pre-logits layer leaves only the head's bias.
-    zeroed = jax.tree.map(jnp.zeros_like, head["pre_logits"])
-    params = {**variables["params"], "head": {**head, "pre_logits": zeroed}}
-    logits = with_layer.apply({**variables, "params": params}, images)
-    np.testing.assert_allclose(logits, np.broadcast_to(head["dense"]["bias"], (2, 10)), atol=1e-6)
+    assert _num_params(shapes) - _num_params(abstract_variables(plain, (8, 8, 1))) == extra
+
+    @jax.jit
+    def logits_and_head(images):
+        # A pre-logits layer with zero kernel and bias 3 outputs tanh(3) whatever the image.
+        variables = init_variables(with_layer, (8, 8, 1), jax.random.key(0))
+        head = variables["params"]["head"]
+        constant = {"kernel": jnp.zeros((16, 6)), "bias": jnp.full(6, 3.0)}
+        params = {**variables["params"], "head": {**head, "pre_logits": constant}}
+        return with_layer.apply({**variables, "params": params}, images), head["dense"]
+
+    logits, dense = logits_and_head(images)
+    expected = np.tanh(3.0) * np.asarray(dense["kernel"]).sum(0) + np.asarray(dense["bias"])
+    np.testing.assert_allclose(logits, np.broadcast_to(expected, (2, 10)), rtol=1e-5, atol=1e-6)
 
 
 def test_batch_norm_statistics_are_model_state_not_parameters(compose):
