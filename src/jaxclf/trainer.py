@@ -51,6 +51,8 @@ class _Compiled:
     train_steps: Any
     evaluator: Evaluator
     predictor: Predictor
+    # split -> (state, its predictions): the latest state's, per split of this data
+    predictions: dict[str, tuple[TrainState, tuple[np.ndarray, np.ndarray]]] = dataclasses.field(default_factory=dict)
 
 
 class Trainer:
@@ -83,7 +85,6 @@ class Trainer:
         self.checkpoints = runs.checkpoint_store(workdir, _retention(self.callbacks))
         self.should_stop = False  # a callback sets it to end fit after the current call
         self._compiled: _Compiled | None = None
-        self._predictions: dict[str, tuple[TrainState, tuple[np.ndarray, np.ndarray]]] = {}  # per split, latest
         self._train_metrics: TrainMetrics | None = None
         self.latest_train_metrics: dict[str, jax.Array] = {}  # the last take_train_metrics(), for display
         self.seconds_outside_training = 0.0  # in evaluations and checkpoints during fit
@@ -302,12 +303,12 @@ class Trainer:
         every example of the named split of the data given to ``fit`` or
         ``test``. The latest state's are kept per split: the end of a run asks
         for the test split twice (the worst mistakes, temperature scaling)."""
-        cached = self._predictions.get(split)
+        compiled = self._require_compiled()
+        cached = compiled.predictions.get(split)
         if cached is not None and cached[0] is state:
             return cached[1]
-        compiled = self._require_compiled()
         predictions = compiled.predictor(state, compiled.data.eval_splits[split])
-        self._predictions[split] = (state, predictions)
+        compiled.predictions[split] = (state, predictions)
         return predictions
 
     def test(
