@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 
 import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.describe import compiled_flops
+from jaxclf.host_memory import keep_freed_memory
 from jaxclf.train_state import create_train_state, train_step
 from workload import composed, random_batch  # bench/ is on sys.path when this script runs
 
@@ -46,7 +47,8 @@ def _seconds(fn) -> float:
 
 def train_step_rate(model_name: str, batch_size: int, steps: int) -> dict[str, float]:
     """images/s and GFLOP/s of the model's train step, after compilation."""
-    cfg = composed([f"model={model_name}", f"data={DATA_FOR_MODEL.get(model_name, 'digits')}"])
+    # '~recipe': the model's own architecture, not a recipe's changes to it (vit_digits' patches)
+    cfg = composed([f"model={model_name}", f"data={DATA_FOR_MODEL.get(model_name, 'digits')}", "~recipe"])
     model, tx, objective = instantiate(cfg.model), instantiate(cfg.optim), instantiate(cfg.loss)
     state = create_train_state(model, tx, tuple(cfg.data.image_shape), jax.random.key(0))
     batch = random_batch(cfg, batch_size, pixels=False)
@@ -73,6 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.batch_sizes) != len(args.models):
         parser.error("give one --batch-sizes value per model")
+    keep_freed_memory()  # as a run's hardware.setup does
 
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in args.models}
     ceilings: list[float] = []

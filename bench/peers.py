@@ -18,7 +18,7 @@ order rotating), every repeat is printed, and the ratios are of medians.
 torch is not one of jaxclf's dependencies: install it for this script alone
 (``pip install torch``, a CPU build where there is one).
 
-    python bench/peers.py [--models vit vit_ti16] [--steps N] [--repeats 5] [--no-compile]
+    python bench/peers.py [--models vit vit_ti16] [--steps N] [--repeats 5] [--no-compile] [--glibc-malloc-defaults]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 import jaxclf.config  # noqa: F401  (registers the schema)
+from jaxclf.host_memory import keep_freed_memory
 from jaxclf.run import build_classifier
 from jaxclf.train_state import train_step
 from workload import composed, random_batch  # bench/ is on sys.path when this script runs
@@ -58,9 +59,20 @@ class Workload:
 
 
 WORKLOADS = {
-    "vit": Workload(("model=vit", "data=digits"), 128, 8, 1, 10, 2, 64, 4, 4, 2.0, False, 20),
+    "vit": Workload(("model=vit", "data=digits", "~recipe"), 128, 8, 1, 10, 2, 64, 4, 4, 2.0, False, 20),
     "vit_ti16": Workload(
-        ("model=vit_ti16", "data=synthetic", "data.num_classes=1000"), 16, 224, 3, 1000, 16, 192, 12, 3, 4.0, True, 5
+        ("model=vit_ti16", "data=synthetic", "data.num_classes=1000", "~recipe"),
+        16,
+        224,
+        3,
+        1000,
+        16,
+        192,
+        12,
+        3,
+        4.0,
+        True,
+        5,
     ),
 }
 
@@ -100,6 +112,10 @@ class TorchViT(nn.Module):
 def jaxclf_step(workload: Workload) -> tuple[Callable[[], None], int]:
     """One jitted, donated training step of jaxclf's model on a fixed batch, and its parameter count."""
     cfg = composed([*workload.overrides, "model.attention_impl=xla"])
+    model = cfg.model
+    shape = (model.patch_size, model.hidden_size, model.depth, model.num_heads, model.mlp_ratio)
+    if shape != (workload.patch_size, workload.width, workload.depth, workload.heads, workload.mlp_ratio):
+        raise SystemExit(f"{workload.overrides} compose to (patch, width, depth, heads, mlp) {shape}: not the peers'")
     classifier = build_classifier(cfg)
     state = jax.jit(classifier.init)(jax.random.PRNGKey(0))
     batch = random_batch(cfg, workload.batch_size, pixels=False)
@@ -144,10 +160,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: 20 and 5)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    parser.add_argument(
+        "--glibc-malloc-defaults",
+        action="store_true",
+        help="leave glibc's malloc as it starts, for every peer (default: as a run's hardware.setup sets it)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    if not args.glibc_malloc_defaults:
+        keep_freed_memory()  # process-wide: the peers share this process, and so the setting
 
-    print(f"{os.cpu_count()} CPU threads; torch {torch.__version__}, jax {jax.__version__}")
+    allocator = "glibc's defaults" if args.glibc_malloc_defaults else "freed memory kept (hardware.keep_host_memory)"
+    print(f"{os.cpu_count()} CPU threads; torch {torch.__version__}, jax {jax.__version__}; malloc: {allocator}")
     for name in args.models:
         workload = WORKLOADS[name]
         peers = {"jaxclf": jaxclf_step(workload), "torch eager": torch_step(workload, compiled=False)}

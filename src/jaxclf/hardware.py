@@ -22,6 +22,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from jaxclf.compilation_cache import use_compilation_cache
 from jaxclf.errors import ConfigError
 from jaxclf.hardware_config import HardwareConfig, MeshConfig, Platform
+from jaxclf.host_memory import keep_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ def setup(config: HardwareConfig) -> Hardware:
     jax.config.update("jax_platforms", platform)
     if config.compilation_cache_dir is not None:
         use_compilation_cache(config.compilation_cache_dir)
+    if config.keep_host_memory:
+        keep_freed_memory()
     if config.cpu_devices is not None:
         _set_cpu_devices(config.cpu_devices)
     if config.joins_processes:

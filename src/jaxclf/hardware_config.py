@@ -56,6 +56,10 @@ class HardwareConfig:
     # JAX's persistent compilation cache: a later launch of the same programs
     # loads them instead of compiling (null: off).
     compilation_cache_dir: str | None = resumable(DEFAULT_COMPILATION_CACHE)
+    # Memory a step frees stays in the process for the next step, instead of
+    # going back to the kernel and being mapped and zeroed again every step
+    # (glibc's malloc; see jaxclf.host_memory). false: glibc's defaults.
+    keep_host_memory: bool = resumable(True)
 
     @property
     def joins_processes(self) -> bool:

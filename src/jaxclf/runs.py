@@ -105,6 +105,7 @@ NOT_HYPERPARAMETERS = (
     "loss.teacher",
     "evaluation.run_dir",
     "hardware.compilation_cache_dir",
+    "hardware.keep_host_memory",
 )
 
 
