@@ -81,3 +81,36 @@ def test_gradient_clipping():
     grads = {"w": jnp.full(4, 10.0)}
     updates, _ = tx.update(grads, tx.init(params), params)
     np.testing.assert_allclose(jnp.linalg.norm(updates["w"]), 1.0, rtol=1e-5)
+
+
+def test_adamw_keeps_its_first_moment_in_mu_dtype_as_optax_does():
+    params = {"kernel": jnp.arange(6.0).reshape(2, 3), "bias": jnp.ones(3)}
+    grads = jax.tree.map(lambda p: 0.1 * p + 1.0, params)
+    ours = optim.adamw(learning_rate=0.01, weight_decay=0.1, warmup_steps=0, total_steps=10**9, mu_dtype="bfloat16")
+    # Injected as ours are (float32 arrays, not Python floats, which would keep b1 * mu in bfloat16).
+    reference = optax.inject_hyperparams(optax.adamw, static_args=("mask", "mu_dtype"))(
+        0.01, weight_decay=0.1, mask=optim.kernel_mask, mu_dtype=jnp.bfloat16
+    )
+    state, reference_state = ours.init(params), reference.init(params)
+    for _ in range(3):
+        updates, state = ours.update(grads, state, params)
+        expected, reference_state = reference.update(grads, reference_state, params)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), updates, expected)
+    assert [leaf.shape for leaf in jax.tree.leaves(state) if leaf.dtype == jnp.bfloat16] == [(3,), (2, 3)]  # mu only
+
+
+@pytest.mark.parametrize("decay_only_kernels", [True, False])
+def test_weight_decay_reaches_biases_only_when_asked(decay_only_kernels):
+    """SGD's L2 decay alone (zero gradients, no momentum): update = -rate * decay * parameter."""
+    params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}
+    tx = optim.sgd(
+        learning_rate=0.1,
+        weight_decay=0.5,
+        warmup_steps=0,
+        total_steps=10,
+        momentum=0.0,
+        decay_only_kernels=decay_only_kernels,
+    )
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    np.testing.assert_allclose(updates["kernel"], -0.05)
+    np.testing.assert_allclose(updates["bias"], -0.05 * (not decay_only_kernels))

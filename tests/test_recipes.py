@@ -29,6 +29,7 @@ RECIPES = {
             "optim.warmup_steps": 10_000,
             "optim.decay": "cosine",
             "optim.grad_clip_norm": 1.0,
+            "optim.mu_dtype": "bfloat16",  # optax = dict(mu_dtype='bfloat16')
             "data.augment.randaugment_layers": 2,
             "data.augment.randaugment_magnitude": 10,
             "data.augment.inception_crop": True,
@@ -52,6 +53,7 @@ RECIPES = {
             "optim.weight_decay": 1e-4 / 1e-3,
             "optim.warmup_steps": 10_000,
             "optim.grad_clip_norm": 1.0,
+            "optim.mu_dtype": "bfloat16",
             "data.augment.randaugment_magnitude": 15,
             "loss.mixup_alpha": 0.5,
             "model.pool": "cls",
@@ -86,6 +88,7 @@ RECIPES = {
             "optim.learning_rate": 0.1,
             "optim.momentum": 0.9,
             "optim.weight_decay": 5e-4,
+            "optim.decay_only_kernels": False,  # PyTorch's SGD decays every parameter
             "optim.warmup_steps": 0,
             "optim.decay": "step",
             "optim.decay_steps": [round(epoch * CIFAR_TRAIN / 128) for epoch in (150, 250)],

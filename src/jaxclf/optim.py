@@ -5,18 +5,19 @@ to 0 (``decay=cosine``) or a step decay (``decay=step``: the rate times
 The learning rate is injected as a hyperparameter (``optax.inject_hyperparams``)
 so its current value sits in the optimizer state, where the trainer reads it
 for the ``train/learning_rate`` scalar. Weight decay applies to kernels only
-(parameters with more than one dimension), not to biases or norm scales.
+(``decay_only_kernels=false``: to every parameter, as PyTorch's optimizers do).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxclf.optim_options import Decay
+from jaxclf.optim_options import Decay, MomentDtype
 
 
 def learning_rate_schedule(
@@ -56,6 +57,11 @@ def kernel_mask(params: optax.Params) -> optax.Params:
     return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
+def _decay_mask(decay_only_kernels: bool) -> Callable[[optax.Params], optax.Params] | None:
+    """Which parameters weight decay shrinks: the kernels, or (None) every one, as PyTorch's optimizers do."""
+    return kernel_mask if decay_only_kernels else None
+
+
 def _clipped(tx: optax.GradientTransformation, grad_clip_norm: Optional[float]) -> optax.GradientTransformation:
     if grad_clip_norm is None:
         return tx
@@ -75,28 +81,32 @@ def adamw(
     decay_steps: tuple[int, ...] = (),
     decay_factor: float = 0.1,
     warmup_from: float = 0.0,
+    decay_only_kernels: bool = True,
+    mu_dtype: MomentDtype = MomentDtype.float32,
 ) -> optax.GradientTransformation:
     """AdamW (decoupled weight decay: optax's ``weight_decay`` is multiplied by
-    the learning rate) on the warmup + ``decay`` schedule."""
+    the learning rate) on the warmup + ``decay`` schedule, its first moment
+    kept in ``mu_dtype``."""
     schedule = learning_rate_schedule(
         learning_rate, warmup_steps, total_steps, decay, decay_steps, decay_factor, warmup_from
     )
-    tx = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
+    tx = optax.inject_hyperparams(optax.adamw, static_args=("mask", "mu_dtype"))(
         learning_rate=schedule,
         b1=b1,
         b2=b2,
         eps=eps,
         weight_decay=weight_decay,
-        mask=kernel_mask,
+        mask=_decay_mask(decay_only_kernels),
+        mu_dtype=jnp.dtype(MomentDtype(mu_dtype).value),
     )
     return _clipped(tx, grad_clip_norm)
 
 
 def _sgd_with_decay(
-    learning_rate: optax.ScalarOrSchedule, momentum: float, nesterov: bool, weight_decay: float
+    learning_rate: optax.ScalarOrSchedule, momentum: float, nesterov: bool, weight_decay: float, decay_only_kernels: bool
 ) -> optax.GradientTransformation:
     return optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=kernel_mask),
+        optax.add_decayed_weights(weight_decay, mask=_decay_mask(decay_only_kernels)),
         optax.sgd(learning_rate, momentum=momentum, nesterov=nesterov),
     )
 
@@ -113,16 +123,18 @@ def sgd(
     decay_steps: tuple[int, ...] = (),
     decay_factor: float = 0.1,
     warmup_from: float = 0.0,
+    decay_only_kernels: bool = True,
 ) -> optax.GradientTransformation:
     """SGD with (Nesterov) momentum and L2 weight decay on the warmup + ``decay`` schedule."""
     schedule = learning_rate_schedule(
         learning_rate, warmup_steps, total_steps, decay, decay_steps, decay_factor, warmup_from
     )
-    tx = optax.inject_hyperparams(_sgd_with_decay, static_args=("momentum", "nesterov"))(
+    tx = optax.inject_hyperparams(_sgd_with_decay, static_args=("momentum", "nesterov", "decay_only_kernels"))(
         learning_rate=schedule,
         momentum=momentum,
         nesterov=nesterov,
         weight_decay=weight_decay,
+        decay_only_kernels=decay_only_kernels,
     )
     return _clipped(tx, grad_clip_norm)
 

@@ -10,3 +10,10 @@ class Decay(str, enum.Enum):
 
     cosine = "cosine"  # to 0 at total_steps
     step = "step"  # times decay_factor at each of decay_steps
+
+
+class MomentDtype(str, enum.Enum):
+    """The dtype Adam keeps its first moment in (big_vision: bfloat16, half the memory)."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"

@@ -12,7 +12,7 @@ from omegaconf import MISSING
 from jaxclf.data.config import SplitName
 from jaxclf.models.options import AttentionImpl, Block, Pool, PositionEmbedding, Stem
 from jaxclf.monitoring import MetricMode, MetricName
-from jaxclf.optim_options import Decay
+from jaxclf.optim_options import Decay, MomentDtype
 from jaxclf.resumable import resumable
 
 
@@ -89,6 +89,8 @@ class Builds_adamw:
     decay_steps: tuple[int, ...] = ()
     decay_factor: float = 0.1
     warmup_from: float = 0.0
+    decay_only_kernels: bool = True
+    mu_dtype: MomentDtype = MomentDtype.float32
 
 
 @dataclasses.dataclass
@@ -105,6 +107,7 @@ class Builds_sgd:
     decay_steps: tuple[int, ...] = ()
     decay_factor: float = 0.1
     warmup_from: float = 0.0
+    decay_only_kernels: bool = True
 
 
 @dataclasses.dataclass
