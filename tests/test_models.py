@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 
 from jaxclf.describe import describe_model
 from jaxclf.models.backbone import DropPath, SelfAttention, choose_attention
+from jaxclf.models.group_batch_norm import GroupBatchNorm
 from jaxclf.models.mlp import Linear
 from jaxclf.models.modalities import Patch, sincos2d_embedding
 from jaxclf.models.resnet import ResNet
@@ -245,6 +246,41 @@ def test_batch_norm_uses_batch_statistics_in_training_and_updates_running_ones()
     alone = model.apply(variables, images[:1], train=False)
     batched = model.apply(variables, images, train=False)[:1]
     np.testing.assert_allclose(alone, batched, rtol=1e-5, atol=1e-6)
+
+
+def test_group_batch_norm_normalises_each_group_by_its_own_statistics():
+    """Against NumPy: each 4 examples normalised by their own mean and (biased) variance; the
+    running averages move towards the groups' mean statistics."""
+    x = np.random.default_rng(5).normal(loc=3.0, scale=2.0, size=(12, 3, 3, 2)).astype(np.float32)
+    norm = GroupBatchNorm(group_size=4, momentum=0.9)
+    variables = norm.init(jax.random.key(0), x)
+    y, updated = norm.apply(variables, x, mutable=["batch_stats"])
+    groups = x.reshape(3, 4, 3, 3, 2)
+    mean, var = groups.mean(axis=(1, 2, 3), keepdims=True), groups.var(axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(y, ((groups - mean) / np.sqrt(var + 1e-5)).reshape(x.shape), rtol=1e-4, atol=1e-5)
+    stats = updated["batch_stats"]
+    np.testing.assert_allclose(stats["mean"], 0.1 * mean.reshape(3, 2).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * var.reshape(3, 2).mean(0), rtol=1e-5)
+
+
+def test_group_batch_norm_over_the_whole_batch_is_flax_batch_norm():
+    x = jnp.asarray(np.random.default_rng(6).normal(size=(8, 5, 5, 3)), jnp.float32)
+    ours = GroupBatchNorm(group_size=8, momentum=0.9)
+    flax_norm = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    variables = flax_norm.init(jax.random.key(0), x)  # the same variables serve both
+    for train in (True, False):
+        expected = flax_norm.clone(use_running_average=not train).apply(variables, x, mutable=["batch_stats"])
+        got = ours.clone(use_running_average=not train).apply(variables, x, mutable=["batch_stats"])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), got, expected)
+
+
+def test_a_batch_norm_group_that_does_not_tile_the_batch_is_a_one_line_config_error(compose):
+    from jaxclf.config import check_values
+    from jaxclf.errors import ConfigError
+
+    cfg = compose(["model=resnet18", "data.batch_size=96", "+model.batch_norm_group_size=64"])
+    with pytest.raises(ConfigError, match=r"^model\.batch_norm_group_size=64 is not valid; .*\(96\)$"):
+        check_values(cfg)
 
 
 @pytest.mark.parametrize(

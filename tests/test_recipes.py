@@ -77,6 +77,7 @@ RECIPES = {
             "optim.momentum": 0.9,
             "optim.nesterov": False,
             "optim.weight_decay": 1e-4,
+            "model.batch_norm_group_size": 32,  # BatchNorm per GPU: 32 images on each of 256
         },
     ),
     # kuangliu/pytorch-cifar: SGD 0.1, momentum 0.9, wd 5e-4, batch 128, /10 at epochs 150 and 250 of 350.
@@ -159,6 +160,7 @@ SYNTHETIC = {  # data=synthetic shaped like each recipe's dataset
     "imagenet2012": ("data.image_shape=[224,224,3]", "data.num_classes=1000"),
     "cifar10": ("data.image_shape=[32,32,3]", "data.num_classes=10"),
 }
+SMALL_BATCH = {"resnet50_imagenet2012": ("model.batch_norm_group_size=2",)}  # groups that tile a batch of 4
 
 
 @pytest.mark.slow
@@ -173,6 +175,7 @@ def test_a_recipe_trains_a_few_steps_end_to_end_on_synthetic_data(tmp_path, reci
         f"recipe={recipe}",
         f"hydra.run.dir={tmp_path}",
         "data.batch_size=4",
+        *SMALL_BATCH.get(recipe, ()),
         "data.synthetic_examples.train=8",
         "data.synthetic_examples.validation=4",
         "data.synthetic_examples.test=4",

@@ -41,10 +41,16 @@ from jaxclf.data.config import DataConfig
 from jaxclf.errors import ConfigError, config_error
 from jaxclf.evaluation_config import EvaluationConfig
 from jaxclf.hardware_config import HardwareConfig, Platform
-from jaxclf.models.options import PositionEmbedding, check_num_heads, check_patch_size, check_sincos2d_width
+from jaxclf.models.options import (
+    PositionEmbedding,
+    check_group_size,
+    check_num_heads,
+    check_patch_size,
+    check_sincos2d_width,
+)
 from jaxclf.predict_config import PredictConfig
 from jaxclf.resumable import resumable, resumable_keys
-from jaxclf.schemas import SCHEMAS, TARGETS, Builds_ViT
+from jaxclf.schemas import SCHEMAS, TARGETS, Builds_ResNet, Builds_ViT
 from jaxclf.trainer_config import TrainerConfig, parse_duration
 
 
@@ -180,6 +186,7 @@ def check_values(cfg: DictConfig) -> None:
             "it must be 0 (no evaluation on training data) or more"
         )
     _check_vit(cfg)
+    _check_resnet(cfg)
     for path, node in _target_nodes(cfg):
         if node._target_ in TARGETS:
             _check_signature(path, node)
@@ -207,6 +214,17 @@ def _check_vit(cfg: DictConfig) -> None:
         check_patch_size(cfg.data.image_shape, model.patch_size)
         if model.posemb == PositionEmbedding.sincos2d:
             check_sincos2d_width(model.hidden_size)
+    except ValueError as error:
+        raise config_error("model", error) from None
+
+
+def _check_resnet(cfg: DictConfig) -> None:
+    """The built-in ResNet's BatchNorm groups tile each step's (micro-)batch."""
+    model = cfg.model
+    if model.get("_target_") != Builds_ResNet._target_ or model.get("batch_norm_group_size") is None:
+        return
+    try:
+        check_group_size(cfg.data.batch_size // cfg.trainer.accumulate_steps, model.batch_norm_group_size)
     except ValueError as error:
         raise config_error("model", error) from None
 

@@ -103,7 +103,11 @@ def adamw(
 
 
 def _sgd_with_decay(
-    learning_rate: optax.ScalarOrSchedule, momentum: float, nesterov: bool, weight_decay: float, decay_only_kernels: bool
+    learning_rate: optax.ScalarOrSchedule,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    decay_only_kernels: bool,
 ) -> optax.GradientTransformation:
     return optax.chain(
         optax.add_decayed_weights(weight_decay, mask=_decay_mask(decay_only_kernels)),

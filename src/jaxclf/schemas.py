@@ -60,6 +60,7 @@ class Builds_ResNet:
     stem: Stem = Stem.imagenet
     width: int = 64
     batch_norm_momentum: float = 0.9
+    batch_norm_group_size: Optional[int] = None
     dtype: Any = "${hardware.compute_dtype}"
 
 

@@ -66,3 +66,12 @@ def check_sincos2d_width(hidden_size: int) -> None:
     """Raises a one-line ``ValueError`` unless the width splits into the 4 sine-cosine parts."""
     if hidden_size % 4:
         raise ValueError(f"hidden_size={hidden_size} is not valid with posemb=sincos2d; it must be a multiple of 4")
+
+
+def check_group_size(batch_size: int, group_size: int) -> None:
+    """A one-line ``ValueError`` unless ``group_size`` divides the ``batch_size`` each step sees."""
+    if group_size <= 0 or batch_size % group_size:
+        raise ValueError(
+            f"batch_norm_group_size={group_size} is not valid; it must be a positive divisor of the batch "
+            f"each step sees ({batch_size})"
+        )

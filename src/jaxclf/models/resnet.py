@@ -4,18 +4,21 @@ BatchNorm normalises with the batch's statistics in training and with running
 averages in evaluation. The averages live in the ``batch_stats`` collection,
 which the TrainState carries as ``model_state`` and checkpoints save. Under a
 data-parallel mesh the batch mean is over the global batch (XLA reduces across
-devices), as with synchronised BatchNorm.
+devices), as with synchronised BatchNorm; ``batch_norm_group_size=32`` takes
+them over each 32 examples instead, as Goyal et al.'s per-GPU BatchNorm does
+(``GroupBatchNorm``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxclf.models.group_batch_norm import GroupBatchNorm
 from jaxclf.models.options import Block, Stem
 
 ModuleDef = Any
@@ -73,13 +76,17 @@ class ResNet(nn.Module):
     stem: Stem = Stem.imagenet
     width: int = 64
     batch_norm_momentum: float = 0.9
+    batch_norm_group_size: Optional[int] = None  # None: statistics over the whole (global) batch
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, padding="SAME")
+        norm_type: ModuleDef = nn.BatchNorm
+        if self.batch_norm_group_size is not None:
+            norm_type = functools.partial(GroupBatchNorm, self.batch_norm_group_size)
         norm = functools.partial(
-            nn.BatchNorm,
+            norm_type,
             use_running_average=not train,
             momentum=self.batch_norm_momentum,
             epsilon=1e-5,
