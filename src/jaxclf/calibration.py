@@ -45,6 +45,7 @@ def reliability_diagram(count: np.ndarray, confidence: np.ndarray, correct: np.n
     axes.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence (numbers: predictions in bin)", ylabel="accuracy")
     axes.set_title(title, fontsize=10)
     axes.legend(loc="upper left", fontsize=7)
-    figure.tight_layout()
+    # Fixed margins: tight_layout took a third of the time.
+    figure.subplots_adjust(left=0.14, right=0.96, bottom=0.11, top=0.93)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

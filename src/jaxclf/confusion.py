@@ -75,6 +75,7 @@ def confusion_image(counts: np.ndarray, title: str = "") -> np.ndarray:
                 axes.text(predicted, true, f"{int(n)}", ha="center", va="center", fontsize=7, color=colour)
     axes.set(xlabel="predicted class", ylabel="true class")
     axes.set_title(title, fontsize=10)
-    figure.tight_layout()
+    # Fixed margins: tight_layout took a third of the time.
+    figure.subplots_adjust(left=0.11, right=0.99, bottom=0.11, top=0.93)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
