@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import logsumexp
 
-from jaxclf.temperature import calibrated, fit_temperature, scores
+from jaxclf.temperature import calibrated, fit_temperature, log_softmax, scores
 
 
 def reference_nll(temperature: float, logits: np.ndarray, labels: np.ndarray) -> float:
@@ -17,6 +18,11 @@ def reference_nll(temperature: float, logits: np.ndarray, labels: np.ndarray) ->
     scaled = scaled - scaled.max(-1, keepdims=True)
     log_z = np.log(np.exp(scaled).sum(-1))
     return float((log_z - scaled[np.arange(len(labels)), labels]).mean())
+
+
+def test_log_softmax_is_scipys_even_where_exp_overflows():
+    logits = np.array([[1000.0, 999.0, -1000.0], [0.5, -0.25, 2.0], [-800.0, -801.0, -900.0]])
+    np.testing.assert_allclose(log_softmax(logits), scipy_log_softmax(logits, axis=-1), rtol=1e-12, atol=1e-300)
 
 
 @pytest.mark.parametrize("true_temperature", [0.5, 1.0, 3.0])

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metrics
 
-LABELLED_CLASSES = 20  # up to this many classes, the image names every class and cell
+LABELLED_CLASSES = 20  # up to this many classes, the confusion image names every class and cell
 
 
 @flax.struct.dataclass
@@ -50,32 +50,3 @@ def per_class_accuracy(counts: np.ndarray) -> np.ndarray:
     """Recall of each class: the fraction of its examples predicted as it (NaN for a class with none)."""
     totals = counts.sum(axis=1)
     return np.divide(np.diag(counts), totals, out=np.full(len(counts), np.nan), where=totals > 0)
-
-
-def confusion_image(counts: np.ndarray, title: str = "") -> np.ndarray:
-    """The matrix as an RGB ``uint8`` image: rows are true classes, columns
-    predictions, each row normalised (so the diagonal is per-class accuracy);
-    with up to ``LABELLED_CLASSES`` classes every cell shows its count."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    num_classes = len(counts)
-    totals = counts.sum(axis=1, keepdims=True)
-    rates = np.divide(counts, totals, out=np.zeros_like(counts, dtype=float), where=totals > 0)
-    figure = Figure(figsize=(5, 4.5), dpi=80)
-    canvas = FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    shown = axes.imshow(rates, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-    figure.colorbar(shown, ax=axes, label="fraction of the true class")
-    if num_classes <= LABELLED_CLASSES:
-        axes.set(xticks=range(num_classes), yticks=range(num_classes))
-        for (true, predicted), n in np.ndenumerate(counts):
-            if n:
-                colour = "white" if rates[true, predicted] > 0.5 else "black"
-                axes.text(predicted, true, f"{int(n)}", ha="center", va="center", fontsize=7, color=colour)
-    axes.set(xlabel="predicted class", ylabel="true class")
-    axes.set_title(title, fontsize=10)
-    # Fixed margins: tight_layout took a third of the time.
-    figure.subplots_adjust(left=0.11, right=0.99, bottom=0.11, top=0.93)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

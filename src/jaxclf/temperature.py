@@ -12,14 +12,26 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import log_softmax, softmax
 
 from jaxclf.metrics import CalibrationBins
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """``log softmax`` over the last axis in NumPy's precision, in the stable
+    form: subtracting the largest logit first keeps ``exp`` from overflowing.
+    (scipy.special's would do; importing it took 0.2 s of every launch.)"""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """``softmax`` over the last axis, in the stable form of ``log_softmax``."""
+    return np.exp(log_softmax(logits))
+
+
 def nll_at(inverse_temperature: float, log_probs: np.ndarray, labels: np.ndarray) -> float:
     """The mean NLL of ``softmax(inverse_temperature * log_probs)``: the objective temperature scaling minimises."""
-    scaled = log_softmax(inverse_temperature * log_probs.astype(np.float64), axis=-1)
+    scaled = log_softmax(inverse_temperature * log_probs.astype(np.float64))
     return float(-scaled[np.arange(len(labels)), labels].mean())
 
 
@@ -39,7 +51,7 @@ def fit_temperature(log_probs: np.ndarray, labels: np.ndarray, iterations: int =
     chosen = values[np.arange(len(labels)), labels]
     inverse, current = 1.0, nll_at(1.0, values, labels)
     for _ in range(iterations):
-        p = softmax(inverse * values, axis=-1)
+        p = softmax(inverse * values)
         mean = (p * values).sum(-1)
         gradient = float((mean - chosen).mean())
         curvature = float((p * (values - mean[:, None]) ** 2).sum(-1).mean())
@@ -70,4 +82,4 @@ def scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def calibrated(log_probs: np.ndarray, temperature: float) -> np.ndarray:
     """``softmax(log_probs / temperature)``."""
-    return softmax(log_probs.astype(np.float64) / temperature, axis=-1)
+    return softmax(log_probs.astype(np.float64) / temperature)

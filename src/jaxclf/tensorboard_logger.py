@@ -21,11 +21,11 @@ from clu import parameter_overview
 from omegaconf import OmegaConf
 
 from jaxclf.argument_rules import check_arguments, target_name
-from jaxclf.calibration import reliability_diagram
 from jaxclf.callbacks import Callback, is_due
-from jaxclf.confusion import LABELLED_CLASSES, confusion_image, per_class_accuracy
+from jaxclf.confusion import LABELLED_CLASSES, per_class_accuracy
 from jaxclf.data.config import SplitName
 from jaxclf.evaluation import EvalResults, train_minus_validation_accuracy
+from jaxclf.evaluation_figures import EvaluationFigures
 from jaxclf.misclassified import mistakes_grid, most_confident_mistakes
 from jaxclf.tensorboard_writer import TensorBoardWriter
 
@@ -55,6 +55,7 @@ class TensorBoardLogger(Callback):
         # (step, time, trainer.seconds_outside_training) when the last training metrics were taken
         self._clock: tuple[int, float, float] = (0, 0.0, 0.0)
         self._taken: tuple[int, Mapping[str, jax.Array], float] | None = None  # not yet written
+        self._figures = EvaluationFigures()
 
     def writer(self, trainer: Trainer) -> TensorBoardWriter | None:
         """Process 0's writer, opened on first use (a run that writes nothing
@@ -64,8 +65,11 @@ class TensorBoardLogger(Callback):
         return self._writer
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        if int(state.step) == 0 and trainer.run_config is not None and (writer := self.writer(trainer)):
+        writer = self.writer(trainer)
+        if int(state.step) == 0 and trainer.run_config is not None and writer:
             self._write_run(writer, trainer.run_config, trainer.workdir, state)
+        if self.images and writer:
+            self._figures.prepare_in_background(trainer.data.num_classes)  # ready by the first evaluation
         self._clock = (int(state.step), time.monotonic(), trainer.seconds_outside_training)
 
     @staticmethod
@@ -137,7 +141,7 @@ class TensorBoardLogger(Callback):
         if (writer := self.writer(trainer)) is None:
             return
         shown = most_confident_mistakes(probs, labels, self.mistakes)
-        images = trainer.eval_split(split).read(shown)[0] if len(shown) else np.zeros((0, 1, 1, 1))
+        images = trainer.data.eval_splits[split].read(shown)[0] if len(shown) else np.zeros((0, 1, 1, 1))
         name = self.split_names.get(split, split)
         title = f"{name}: the {len(shown)} most confident of {int((probs.argmax(-1) != labels).sum())} mistakes"
         grid = mistakes_grid(images, labels[shown], probs[shown], title=title)
@@ -160,11 +164,7 @@ class TensorBoardLogger(Callback):
             writer.write_histograms(step, {f"{name}_by_class/accuracy": accuracy[~np.isnan(accuracy)]})
         writer.write_scalars(step, scalars)
         if self.images:
-            title = f"{name}, step {step}: ECE {results['ece']:.4f}"
-            images = {f"{name}/reliability_diagram": reliability_diagram(**results.calibration, title=title)}
-            if len(accuracy):
-                title = f"{name}, step {step}: accuracy {results['accuracy']:.4f}"
-                images[f"{name}/confusion_matrix"] = confusion_image(results.confusion, title=title)
+            images = self._figures(name, step, results)
             writer.write_images(step, {tag: image[None] for tag, image in images.items()})
 
     def on_save_checkpoint(self, trainer: Trainer, step: int) -> None:

@@ -26,7 +26,6 @@ from jaxclf import runs
 from jaxclf.callbacks import Callback
 from jaxclf.checkpointing import Retention
 from jaxclf.data.loader import DataModule
-from jaxclf.data.splits import Split
 from jaxclf.describe import train_step_flops
 from jaxclf.errors import ConfigError, NonFiniteError, Preempted
 from jaxclf.evaluation import EvalResults, Evaluator
@@ -294,9 +293,10 @@ class Trainer:
             self._emit("on_eval_end", state, int(state.step), split, results)
         return results
 
-    def eval_split(self, split: str) -> Split:
-        """The named split of the data given to ``fit`` or ``test``."""
-        return self._require_compiled().data.eval_splits[split]
+    @property
+    def data(self) -> DataModule:
+        """The data given to the latest ``fit`` or ``test``."""
+        return self._require_compiled().data
 
     def predict(self, state: TrainState, split: str) -> tuple[np.ndarray, np.ndarray]:
         """The predicted distribution's log-probabilities and the label of
