@@ -13,6 +13,9 @@ needs torchvision, which has no CPU build for the installed torch here):
 * ``vit_ti16``: ViT-Ti/16 at 224x224x3 (width 192, depth 12, 3 heads, class
   token; batch 16).
 
+Both networks are built from the same composed config (``conf/model/``
+without the recipes), so the shapes above are read, not repeated.
+
 The peers run in turn for ``--repeats`` rounds in this one process (the
 order rotating), every repeat is printed, and the ratios are of medians.
 torch is not one of jaxclf's dependencies: install it for this script alone
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 
 import jax
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 import jaxclf.config  # noqa: F401  (registers the schema)
@@ -44,62 +48,45 @@ from workload import composed, random_batch  # bench/ is on sys.path when this s
 
 @dataclass(frozen=True)
 class Workload:
-    overrides: tuple[str, ...]  # jaxclf's model and data
+    overrides: tuple[str, ...]  # jaxclf's model and data: the peers' shapes are read from them
     batch_size: int
-    image_size: int
-    channels: int
-    num_classes: int
-    patch_size: int
-    width: int
-    depth: int
-    heads: int
-    mlp_ratio: float
-    class_token: bool  # else global average pooling
     steps: int  # timed steps per measurement
 
 
 WORKLOADS = {
-    "vit": Workload(("model=vit", "data=digits", "~recipe"), 128, 8, 1, 10, 2, 64, 4, 4, 2.0, False, 20),
+    "vit": Workload(("model=vit", "data=digits", "~recipe"), batch_size=128, steps=20),
     "vit_ti16": Workload(
-        ("model=vit_ti16", "data=synthetic", "data.num_classes=1000", "~recipe"),
-        16,
-        224,
-        3,
-        1000,
-        16,
-        192,
-        12,
-        3,
-        4.0,
-        True,
-        5,
+        ("model=vit_ti16", "data=synthetic", "data.num_classes=1000", "~recipe"), batch_size=16, steps=5
     ),
 }
 
 
 class TorchViT(nn.Module):
-    """ViT in PyTorch's own modules: patch convolution, learned position
-    embeddings, pre-LN encoder blocks, final LayerNorm, linear head."""
+    """``cfg``'s ViT in PyTorch's own modules: patch convolution, learned
+    position embeddings, pre-LN encoder blocks, final LayerNorm, linear head
+    on the class token (``pool=cls``) or the tokens' mean."""
 
-    def __init__(self, w: Workload):
+    def __init__(self, cfg: DictConfig):
         super().__init__()
-        tokens = (w.image_size // w.patch_size) ** 2 + int(w.class_token)
-        self.patch = nn.Conv2d(w.channels, w.width, w.patch_size, stride=w.patch_size)
-        self.cls = nn.Parameter(torch.zeros(1, 1, w.width)) if w.class_token else None
-        self.position = nn.Parameter(torch.randn(1, tokens, w.width) * 0.02)
+        model, (size, _, channels) = cfg.model, cfg.data.image_shape
+        class_token = model.pool == "cls"
+        tokens = (size // model.patch_size) ** 2 + int(class_token)
+        self.patch = nn.Conv2d(channels, model.hidden_size, model.patch_size, stride=model.patch_size)
+        self.cls = nn.Parameter(torch.zeros(1, 1, model.hidden_size)) if class_token else None
+        self.position = nn.Parameter(torch.randn(1, tokens, model.hidden_size) * 0.02)
         block = nn.TransformerEncoderLayer(
-            w.width,
-            w.heads,
-            int(w.width * w.mlp_ratio),
+            model.hidden_size,
+            model.num_heads,
+            int(model.hidden_size * model.mlp_ratio),
             dropout=0.0,
             activation="gelu",
             batch_first=True,
             norm_first=True,
             layer_norm_eps=1e-6,
         )
-        self.encoder = nn.TransformerEncoder(block, w.depth, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(w.width, eps=1e-6)
-        self.head = nn.Linear(w.width, w.num_classes)
+        self.encoder = nn.TransformerEncoder(block, model.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(model.hidden_size, eps=1e-6)
+        self.head = nn.Linear(model.hidden_size, cfg.data.num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.patch(images).flatten(2).transpose(1, 2)
@@ -109,16 +96,11 @@ class TorchViT(nn.Module):
         return self.head(tokens[:, 0] if self.cls is not None else tokens.mean(dim=1))
 
 
-def jaxclf_step(workload: Workload) -> tuple[Callable[[], None], int]:
-    """One jitted, donated training step of jaxclf's model on a fixed batch, and its parameter count."""
-    cfg = composed([*workload.overrides, "model.attention_impl=xla"])
-    model = cfg.model
-    shape = (model.patch_size, model.hidden_size, model.depth, model.num_heads, model.mlp_ratio)
-    if shape != (workload.patch_size, workload.width, workload.depth, workload.heads, workload.mlp_ratio):
-        raise SystemExit(f"{workload.overrides} compose to (patch, width, depth, heads, mlp) {shape}: not the peers'")
+def jaxclf_step(cfg: DictConfig, batch_size: int) -> tuple[Callable[[], None], int]:
+    """One jitted, donated training step of ``cfg``'s classifier on a fixed batch, and its parameter count."""
     classifier = build_classifier(cfg)
     state = jax.jit(classifier.init)(jax.random.PRNGKey(0))
-    batch = random_batch(cfg, workload.batch_size, pixels=False)
+    batch = random_batch(cfg, batch_size, pixels=False)
     step = jax.jit(functools.partial(train_step, objective=classifier.objective), donate_argnums=0)
     holder = {"state": state}
 
@@ -129,14 +111,14 @@ def jaxclf_step(workload: Workload) -> tuple[Callable[[], None], int]:
     return run, sum(int(leaf.size) for leaf in jax.tree.leaves(state.params))
 
 
-def torch_step(workload: Workload, compiled: bool) -> tuple[Callable[[], None], int]:
+def torch_step(cfg: DictConfig, batch_size: int, compiled: bool) -> tuple[Callable[[], None], int]:
     """The same step in PyTorch: the same ViT, AdamW, cross-entropy."""
     torch.manual_seed(0)
-    model = TorchViT(workload)
+    model = TorchViT(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    size = workload.image_size
-    images = torch.randn(workload.batch_size, workload.channels, size, size)
-    labels = torch.randint(0, workload.num_classes, (workload.batch_size,))
+    size, _, channels = cfg.data.image_shape
+    images = torch.randn(batch_size, channels, size, size)
+    labels = torch.randint(0, cfg.data.num_classes, (batch_size,))
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -174,9 +156,11 @@ def main() -> None:
     print(f"{os.cpu_count()} CPU threads; torch {torch.__version__}, jax {jax.__version__}; malloc: {allocator}")
     for name in args.models:
         workload = WORKLOADS[name]
-        peers = {"jaxclf": jaxclf_step(workload), "torch eager": torch_step(workload, compiled=False)}
+        cfg = composed([*workload.overrides, "model.attention_impl=xla"])
+        batch = workload.batch_size
+        peers = {"jaxclf": jaxclf_step(cfg, batch), "torch eager": torch_step(cfg, batch, compiled=False)}
         if not args.no_compile:
-            peers["torch.compile"] = torch_step(workload, compiled=True)
+            peers["torch.compile"] = torch_step(cfg, batch, compiled=True)
         rates: dict[str, list[float]] = {peer: [] for peer in peers}
         for step, _ in peers.values():
             for _ in range(3):  # warm-up: compilation, allocator

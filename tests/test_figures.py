@@ -8,6 +8,8 @@ from matplotlib.figure import Figure
 from jaxclf.blitted_figure import DPI, BlittedFigure
 from jaxclf.calibration import ReliabilityDiagram
 from jaxclf.confusion_figure import ConfusionImage
+from jaxclf.evaluation import EvalResults
+from jaxclf.evaluation_figures import EvaluationFigures
 from jaxclf.metrics import NUM_CALIBRATION_BINS
 from jaxclf.misclassified import mistakes_grid
 
@@ -95,3 +97,14 @@ def test_the_mistakes_grid_draws_any_number_of_grey_or_colour_images(shape):
     grid = mistakes_grid(images, rng.integers(0, 10, shape[0]), probs, title="test")
     assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[-1] == 3
     assert grid.std() > (10 if len(images) else 0)  # the images; with none, the title alone
+
+
+def test_frames_prepared_on_a_worker_thread_draw_the_same_images():
+    counts = np.random.default_rng(0).integers(0, 5, (6, 6)) + 20 * np.eye(6)
+    results = EvalResults({"ece": 0.05, "accuracy": 0.9}, _bins(3), counts)
+    prepared = EvaluationFigures()
+    prepared.prepare_in_background(num_classes=6)
+    images = prepared("eval", 100, results)
+    assert set(images) == {"eval/reliability_diagram", "eval/confusion_matrix"}
+    for tag, image in EvaluationFigures()("eval", 100, results).items():
+        np.testing.assert_array_equal(images[tag], image)
