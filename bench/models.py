@@ -6,14 +6,28 @@ compiled step gives its FLOPs, so GFLOP/s = FLOPs per step × steps/s. The
 ceiling beside it is NumPy's float32 matrix multiply (SGEMM) measured in the
 same run, since these machines are noisy.
 
-    python bench/models.py [--models vit vit_ti16] [--steps 20] [--repeats 3]
+Each measurement also counts the process's minor page faults per step: memory
+the kernel maps and zeroes anew (``hardware.keep_host_memory``; with
+``--glibc-malloc-defaults`` the allocator is left as the process starts).
+``--variants`` compares environments that must be set before the process
+starts (``MALLOC_ARENA_MAX=1``, ``XLA_FLAGS=...``): every repeat runs the
+bench once in a fresh process per variant and once as it is, the order
+rotating, and prints every repeat.
+
+    python bench/models.py [--models vit vit_ti16] [--steps 20] [--repeats 3] [--glibc-malloc-defaults]
+    python bench/models.py --variants MALLOC_ARENA_MAX=1 XLA_FLAGS=--xla_cpu_use_onednn=true
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -56,14 +70,44 @@ def train_step_rate(model_name: str, batch_size: int, steps: int) -> dict[str, f
     compiled = step.lower(state, batch).compile()
     flops = compiled_flops(compiled)
 
-    state, _ = compiled(state, batch)  # warm-up
+    for _ in range(3):  # warm-up: every worker thread has run the step
+        state, _ = compiled(state, batch)
     jax.block_until_ready(state)
-    start = time.perf_counter()
+    faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
     for _ in range(steps):
         state, _ = compiled(state, batch)
     jax.block_until_ready(state)
     seconds = (time.perf_counter() - start) / steps
-    return {"images_per_s": batch_size / seconds, "gflops": flops / seconds / 1e9, "gflop_per_step": flops / 1e9}
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+    return {
+        "images_per_s": batch_size / seconds,
+        "gflops": flops / seconds / 1e9,
+        "gflop_per_step": flops / 1e9,
+        "faults_per_step": faults,
+    }
+
+
+def compare_variants(args: argparse.Namespace, forwarded: list[str]) -> None:
+    """Each of ``args.variants`` (``NAME=VALUE`` environments) against the
+    environment as it is, alternating fresh processes of this bench."""
+    variants = ["as is", *args.variants]
+    rates: dict[str, dict[str, list[float]]] = {variant: {m: [] for m in args.models} for variant in variants}
+    for repeat in range(args.repeats):
+        for variant in variants[repeat % len(variants) :] + variants[: repeat % len(variants)]:
+            environment = dict(os.environ)
+            if variant != "as is":
+                name, _, value = variant.partition("=")
+                environment[name] = value
+            command = [sys.executable, __file__, *forwarded, "--repeats", "1", "--json"]
+            result = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+            for model, row in json.loads(result.stdout.splitlines()[-1]).items():
+                rates[variant][model].append(row["images_per_s"])
+    for model in args.models:
+        print(f"{model}: images/s, median of {args.repeats} (every repeat)")
+        for variant in variants:
+            values = rates[variant][model]
+            each = ", ".join(f"{value:.2f}" for value in values)
+            print(f"  {variant:<48}{statistics.median(values):9.2f}   ({each})")
 
 
 def main() -> None:
@@ -72,31 +116,48 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[128, 16], help="one per model")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="alternating measurements")
+    parser.add_argument("--glibc-malloc-defaults", action="store_true", help="leave glibc's malloc as it starts")
+    parser.add_argument("--variants", nargs="+", default=[], help="NAME=VALUE environments to compare")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one measurement, for --variants
     args = parser.parse_args()
     if len(args.batch_sizes) != len(args.models):
         parser.error("give one --batch-sizes value per model")
-    keep_freed_memory()  # as a run's hardware.setup does
+    if args.variants:
+        forwarded = ["--models", *args.models, "--batch-sizes", *map(str, args.batch_sizes), "--steps", str(args.steps)]
+        compare_variants(args, forwarded + ["--glibc-malloc-defaults"] * args.glibc_malloc_defaults)
+        return
+    if not args.glibc_malloc_defaults:
+        keep_freed_memory()  # as a run's hardware.setup does
 
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in args.models}
     ceilings: list[float] = []
     for _ in range(args.repeats):
-        ceilings.append(sgemm_gflops())
+        ceilings.append(0.0 if args.json else sgemm_gflops())
         for name, batch_size in zip(args.models, args.batch_sizes, strict=True):
             rows[name].append(train_step_rate(name, batch_size, args.steps))
+    if args.json:
+        print(json.dumps({name: runs[0] for name, runs in rows.items()}))
+        return
+    _print_table(rows, args.batch_sizes, statistics.median(ceilings), args.repeats)
 
-    ceiling = statistics.median(ceilings)
+
+def _print_table(rows: dict[str, list[dict[str, float]]], batch_sizes: list[int], ceiling: float, repeats: int) -> None:
     print(
         f"NumPy SGEMM ceiling: {ceiling:.1f} GFLOP/s "
-        f"(median of {args.repeats}; {jax.device_count()} {jax.default_backend()} device)"
+        f"(median of {repeats}; {jax.device_count()} {jax.default_backend()} device)"
     )
-    print(f"{'model':<10}{'batch':>6}{'GFLOP/step':>12}{'images/s':>11}{'GFLOP/s':>10}{'of SGEMM':>10}")
-    for (name, runs), batch_size in zip(rows.items(), args.batch_sizes, strict=True):
+    columns = ("batch", 6), ("GFLOP/step", 12), ("images/s", 11), ("GFLOP/s", 10), ("of SGEMM", 10), ("faults/step", 13)
+    print(f"{'model':<10}" + "".join(f"{name:>{width}}" for name, width in columns))
+    for (name, runs), batch_size in zip(rows.items(), batch_sizes, strict=True):
         images = statistics.median(r["images_per_s"] for r in runs)
         gflops = statistics.median(r["gflops"] for r in runs)
+        faults = statistics.median(r["faults_per_step"] for r in runs)
         print(
             f"{name:<10}{batch_size:>6}{runs[0]['gflop_per_step']:>12.2f}"
-            f"{images:>11.1f}{gflops:>10.1f}{gflops / ceiling:>10.2f}"
+            f"{images:>11.1f}{gflops:>10.1f}{gflops / ceiling:>10.2f}{faults:>13,.0f}"
         )
+        each = ", ".join(f"{r['images_per_s']:.1f}" for r in runs)
+        print(f"{'':<16}every repeat, images/s: {each}")
 
 
 if __name__ == "__main__":

@@ -47,11 +47,16 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_models_benchmark_runs():
-    result = _run("bench/models.py", "--models", "vit", "--batch-sizes", "8", "--steps", "1", "--repeats", "1")
+def test_models_benchmark_runs_as_it_is_and_against_an_environment_variant():
+    tiny = ("bench/models.py", "--models", "vit", "--batch-sizes", "8", "--steps", "1", "--repeats", "1")
+    result = _run(*tiny)
     assert result.returncode == 0, result.stderr
     assert "SGEMM ceiling" in result.stdout
-    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["vit"]
+    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["vit", "every"]
+    assert result.stdout.splitlines()[1].split()[-1] == "faults/step"
+    result = _run(*tiny, "--variants", "MALLOC_ARENA_MAX=1")
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["as", "MALLOC_ARENA_MAX=1"]
 
 
 def test_input_benchmark_runs(data_dir):
