@@ -108,3 +108,12 @@ def test_frames_prepared_on_a_worker_thread_draw_the_same_images():
     assert set(images) == {"eval/reliability_diagram", "eval/confusion_matrix"}
     for tag, image in EvaluationFigures()("eval", 100, results).items():
         np.testing.assert_array_equal(images[tag], image)
+
+
+def test_a_blitted_figure_forgets_each_images_temporary_labels():
+    blitted = BlittedFigure(SIZE)
+    axes = blitted.figure.add_subplot()
+    blitted.freeze()
+    label = axes.text(0.5, 0.5, "this image only", animated=True)
+    blitted.render([], temporary=[label])
+    assert label not in axes.texts

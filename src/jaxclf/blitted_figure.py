@@ -10,7 +10,7 @@ full draw, in a fraction of the time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -36,12 +36,17 @@ class BlittedFigure:
         self.canvas.draw()
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
 
-    def render(self, artists: Iterable[Artist]) -> np.ndarray:
-        """The frame with ``artists`` drawn over it (lowest ``zorder`` first),
-        as an RGB ``uint8`` image ``[H, W, 3]``."""
-        if self._background is None:
-            raise RuntimeError("BlittedFigure.render before freeze()")
-        self.canvas.restore_region(self._background)
-        for artist in sorted(artists, key=lambda artist: artist.get_zorder()):
-            self.figure.draw_artist(artist)
-        return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+    def render(self, artists: Iterable[Artist], temporary: Sequence[Artist] = ()) -> np.ndarray:
+        """The frame with ``artists`` and ``temporary`` drawn over it (lowest
+        ``zorder`` first), as an RGB ``uint8`` image ``[H, W, 3]``; the
+        ``temporary`` ones (this image's labels) are then removed from the figure."""
+        try:
+            if self._background is None:
+                raise RuntimeError("BlittedFigure.render before freeze()")
+            self.canvas.restore_region(self._background)
+            for artist in sorted([*artists, *temporary], key=lambda artist: artist.get_zorder()):
+                self.figure.draw_artist(artist)
+            return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+        finally:
+            for artist in temporary:
+                artist.remove()

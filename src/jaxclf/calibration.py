@@ -59,8 +59,4 @@ class ReliabilityDiagram:
                                fontsize=6, animated=True)
             for centre, height, n in zip(centres, accuracy[occupied], count[occupied], strict=True)
         ]  # fmt: skip
-        try:
-            return self.canvas.render([*self.changing, *counts])
-        finally:
-            for annotation in counts:
-                annotation.remove()
+        return self.canvas.render(self.changing, temporary=counts)

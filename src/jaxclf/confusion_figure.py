@@ -44,8 +44,4 @@ class ConfusionImage:
                                color="white" if rates[true, predicted] > 0.5 else "black")
                 for (true, predicted), n in np.ndenumerate(counts) if n
             ]  # fmt: skip
-        try:
-            return self.canvas.render([*self.changing, *cells])
-        finally:
-            for cell in cells:
-                cell.remove()
+        return self.canvas.render(self.changing, temporary=cells)
