@@ -99,15 +99,15 @@ def test_the_mistakes_grid_draws_any_number_of_grey_or_colour_images(shape):
     assert grid.std() > (10 if len(images) else 0)  # the images; with none, the title alone
 
 
-def test_frames_prepared_on_a_worker_thread_draw_the_same_images():
+def test_an_evaluation_is_drawn_as_its_reliability_diagram_and_confusion_matrix():
     counts = np.random.default_rng(0).integers(0, 5, (6, 6)) + 20 * np.eye(6)
     results = EvalResults({"ece": 0.05, "accuracy": 0.9}, _bins(3), counts)
-    prepared = EvaluationFigures()
-    prepared.prepare_in_background(num_classes=6)
-    images = prepared("eval", 100, results)
+    images = EvaluationFigures()("eval", 100, results)
     assert set(images) == {"eval/reliability_diagram", "eval/confusion_matrix"}
-    for tag, image in EvaluationFigures()("eval", 100, results).items():
-        np.testing.assert_array_equal(images[tag], image)
+    diagram = ReliabilityDiagram(NUM_CALIBRATION_BINS)(**_bins(3), title="eval, step 100: ECE 0.0500")
+    np.testing.assert_array_equal(images["eval/reliability_diagram"], diagram)
+    matrix = ConfusionImage(6)(counts, title="eval, step 100: accuracy 0.9000")
+    np.testing.assert_array_equal(images["eval/confusion_matrix"], matrix)
 
 
 def test_a_blitted_figure_forgets_each_images_temporary_labels():

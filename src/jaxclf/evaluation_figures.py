@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jaxclf.evaluation import EvalResults
-from jaxclf.metrics import NUM_CALIBRATION_BINS
 
 if TYPE_CHECKING:
     from jaxclf.calibration import ReliabilityDiagram
@@ -23,24 +21,8 @@ class EvaluationFigures:
     def __init__(self) -> None:
         self._reliability: dict[int, ReliabilityDiagram] = {}
         self._confusion: dict[int, ConfusionImage] = {}
-        self._prepared: Future[None] | None = None
-
-    def prepare_in_background(self, num_classes: int) -> None:
-        """Imports matplotlib and draws both frames on a worker thread, while
-        the caller goes on (training): about a second of a short run's launch."""
-        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxclf-figures")
-        self._prepared = worker.submit(self._prepare, num_classes)
-        worker.shutdown(wait=False)  # the thread ends with its one task
-
-    def _prepare(self, num_classes: int) -> None:
-        self._reliability_of(NUM_CALIBRATION_BINS)
-        if num_classes:
-            self._confusion_of(num_classes)
 
     def __call__(self, name: str, step: int, results: EvalResults) -> dict[str, np.ndarray]:
-        if self._prepared is not None:
-            self._prepared.result()  # the frames are ready (or the worker's error is raised here)
-            self._prepared = None
         title = f"{name}, step {step}: ECE {results['ece']:.4f}"
         bins = results.calibration
         images = {f"{name}/reliability_diagram": self._reliability_of(len(bins["count"]))(**bins, title=title)}

@@ -65,11 +65,8 @@ class TensorBoardLogger(Callback):
         return self._writer
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        writer = self.writer(trainer)
-        if int(state.step) == 0 and trainer.run_config is not None and writer:
+        if int(state.step) == 0 and trainer.run_config is not None and (writer := self.writer(trainer)):
             self._write_run(writer, trainer.run_config, trainer.workdir, state)
-        if self.images and writer:
-            self._figures.prepare_in_background(trainer.data.num_classes)  # ready by the first evaluation
         self._clock = (int(state.step), time.monotonic(), trainer.seconds_outside_training)
 
     @staticmethod
