@@ -59,6 +59,12 @@ def test_models_benchmark_runs_as_it_is_and_against_an_environment_variant():
     assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["as", "MALLOC_ARENA_MAX=1"]
 
 
+def test_figures_benchmark_runs():
+    result = _run("bench/figures.py", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 7  # the heading and six rows
+
+
 def test_input_benchmark_runs(data_dir):
     result = _run(
         "bench/input.py",
