@@ -17,6 +17,7 @@ def screen_lines(text: str) -> list[str]:
     return [line for line in re.split(r"[\r\n]", text) if line.strip()]
 
 
+@pytest.mark.slow  # ~21 s on 2 cores
 def test_a_first_default_run_prints_only_jaxclf_lines_and_the_progress_bar(tmp_path):
     run_dir = tmp_path / "run"
     result = run_launch(  # a fresh data dir: the digits are prepared too

@@ -29,6 +29,7 @@ def test_a_bad_max_time_names_itself(text):
         parse_duration(text)
 
 
+@pytest.mark.slow  # ~9 s on 2 cores
 def test_max_time_stops_with_a_checkpoint_and_the_same_command_continues(tmp_path, data_dir):
     command = (f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY, "trainer.steps_per_call=5")
     code, stderr = launch_in_process(*command, "trainer.max_time=0.001")

@@ -6,9 +6,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, checkpoint_steps, tensorboard_scalars
 
 
+@pytest.mark.slow  # ~11 s on 2 cores
 def test_training_without_hydra(tmp_path):
     result = subprocess.run(
         [sys.executable, "examples/train_without_hydra.py", "--steps", "100", "--workdir", str(tmp_path)],

@@ -56,6 +56,7 @@ def _faults_per_step(keep: bool) -> float:
     return float(result.stdout.split()[-1])
 
 
+@pytest.mark.slow  # ~27 s on 2 cores
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's")
 def test_a_repeated_training_step_maps_no_new_host_memory():
     kept, returned = _faults_per_step(keep=True), _faults_per_step(keep=False)

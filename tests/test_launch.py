@@ -175,6 +175,7 @@ def test_resume_false_refuses_to_touch_an_existing_run(finished_run, data_dir):
     assert (finished_run / "summary.json").read_bytes() == summary
 
 
+@pytest.mark.slow  # ~15 s on 2 cores
 def test_two_devices_shard_the_batch(tmp_path, data_dir):
     two_cpus = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     result = run_launch(
@@ -283,6 +284,7 @@ def test_describe_prints_parameters_and_flops_without_data_or_a_run_directory(tm
     assert not (tmp_path / "run").exists()  # and no run directory left behind
 
 
+@pytest.mark.slow  # ~17 s on 2 cores
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     result = run_launch(
         "-m", f"hydra.sweep.dir={tmp_path}", f"data.data_dir={data_dir}", "optim.learning_rate=-1,0.003", *TINY

@@ -334,6 +334,7 @@ def test_describe_counts_the_flops_of_a_dense_layer():
     assert "head/kernel" in description["overview"] and "(64, 10)" in description["overview"]
 
 
+@pytest.mark.slow  # ~28 s on 2 cores
 def test_the_cnn_scores_small_images_and_keeps_batch_statistics():
     from jaxclf.models.cnn import CNN
 

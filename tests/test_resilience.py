@@ -111,6 +111,7 @@ def test_a_run_killed_at_any_phase_resumes_bitwise_identically(tmp_path, data_di
     assert summaries[0]["test"] == summaries[1]["test"]
 
 
+@pytest.mark.slow  # ~16 s on 2 cores
 def test_sigterm_saves_the_step_in_flight_and_exits_cleanly(tmp_path, data_dir, caplog):
     signal_number = signal.SIGTERM
     command = _launch_command(
@@ -184,6 +185,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, fini
         np.testing.assert_array_equal(original, redone)
 
 
+@pytest.mark.slow  # ~11 s on 2 cores
 def test_a_nonfinite_loss_stops_the_run_naming_the_step_and_last_good_checkpoint(tmp_path, data_dir):
     # A learning rate of 1e30 overflows within a few steps; a checkpoint every step.
     code, stderr = launch_in_process(
@@ -406,6 +408,7 @@ EARLY_STOPPING = (
 )
 
 
+@pytest.mark.slow  # ~18 s on 2 cores
 def test_early_stopping_tests_the_best_checkpoint_and_survives_a_resume(tmp_path, data_dir):
     code, stderr = launch_in_process(
         f"hydra.run.dir={tmp_path / 'whole'}", f"data.data_dir={data_dir}", *EARLY_STOPPING

@@ -128,6 +128,7 @@ def test_the_teacher_is_trained_once_before_the_jobs_that_distil_from_it(study):
             assert Path(config["loss"]["teacher"]).resolve() == (study / "teacher").resolve()
 
 
+@pytest.mark.slow  # ~9 s on 2 cores
 def test_the_report_tabulates_mean_and_std_over_seeds_and_draws_the_plots(study, tmp_path):
     report = subprocess.run(
         [

@@ -22,7 +22,7 @@ def _batch(seed: int = 0, batch: int = 6, classes: int = 5):
 
 
 @settings(deadline=None, max_examples=20)
-@given(st.integers(2, 50), st.floats(0.0, 1.0))
+@given(st.sampled_from([2, 3, 10, 50]), st.floats(0.0, 1.0))  # a few class counts: each shape compiles anew
 def test_smoothed_targets_are_distributions(classes, epsilon):
     labels = jnp.arange(7) % classes
     smoothed = targets.dense_targets(labels, classes, epsilon, jnp.float32(1.0))

@@ -243,6 +243,7 @@ def test_no_callbacks_is_a_bare_loop(compose, data_dir, tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "checkpoints"] and not any((tmp_path / "checkpoints").iterdir())
 
 
+@pytest.mark.slow  # ~16 s on 2 cores
 def test_batch_norm_statistics_train_and_resume_with_the_checkpoint(compose, data_dir, tmp_path):
     resnet = ("model=resnet18", "model.stem=cifar", "model.width=4", "model.stage_sizes=[1,1]")
     first, classifier, data = _build(
@@ -372,6 +373,7 @@ def test_by_default_only_cheap_steps_are_fused(compose, data_dir, tmp_path, mode
     assert [event[1] for event in recorder.events if event[0] == "train_steps_end"] == calls
 
 
+@pytest.mark.slow  # ~18 s on 2 cores
 def test_the_logged_norms_are_the_gradients_parameters_and_update_of_the_step():
     # With plain SGD the update is -learning_rate * gradient: three norms, one closed form.
     model = MLP(num_classes=3, hidden_sizes=(8,))
@@ -427,6 +429,7 @@ def test_steps_per_sec_counts_training_time_only(compose, data_dir, tmp_path, mo
     assert tensorboard_scalars(tmp_path)["train/steps_per_sec"] == [(20, 10.0), (40, 10.0), (60, 10.0)]
 
 
+@pytest.mark.slow  # ~16 s on 2 cores
 def test_the_weights_moving_average_follows_its_recursion_and_is_what_evaluation_scores():
     model = MLP(num_classes=3, hidden_sizes=(8,))
     state = create_train_state(model, optax.sgd(0.3), (4, 4, 1), jax.random.PRNGKey(3), ema_decay=0.9)
