@@ -181,6 +181,7 @@ def test_an_image_shape_that_does_not_match_the_dataset_is_a_config_error(compos
         _mock_splits(compose, "cifar10", "data.image_shape=[28,28,3]")
 
 
+@pytest.mark.slow  # ~9 s on 2 cores
 def test_parallel_preparations_of_one_dataset_wait_for_each_other(tmp_path):
     """Three processes prepare the digits into one fresh directory at once (a
     joblib sweep on a fresh machine); a killed preparation's folder is cleaned up."""

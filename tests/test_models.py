@@ -228,6 +228,7 @@ def test_evaluation_is_deterministic_and_training_is_not(model):
         assert not np.allclose(train_logits(1), np.asarray(first))
 
 
+@pytest.mark.slow  # ~10 s on 2 cores
 def test_batch_norm_uses_batch_statistics_in_training_and_updates_running_ones():
     model = ResNet(num_classes=3, stage_sizes=(1,), stem="cifar", width=4, batch_norm_momentum=0.9)
     images = jnp.asarray(np.random.default_rng(3).normal(loc=2.0, size=(16, 4, 4, 1)), jnp.float32)

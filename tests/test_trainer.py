@@ -147,6 +147,7 @@ def _callback(trainer, state_key):
     return next(callback for callback in trainer.callbacks if callback.state_key == state_key)
 
 
+@pytest.mark.slow  # ~9 s on 2 cores
 def test_user_callback_from_config_sees_every_event(compose, data_dir, tmp_path):
     trainer, classifier, data = _build(
         compose,
@@ -271,6 +272,7 @@ def test_a_mesh_is_built_even_on_one_cpu():
     assert hardware.num_devices == len(jax.devices())
 
 
+@pytest.mark.slow  # ~10 s on 2 cores
 def test_bfloat16_compute_keeps_float32_parameters_and_logits():
     model = MLP(num_classes=3, hidden_sizes=(8,), dtype="bfloat16")
     state = create_train_state(model, optax.sgd(0.1), (2, 2, 1), jax.random.PRNGKey(0))
