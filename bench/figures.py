@@ -14,10 +14,10 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import numpy as np
+
+from workload import seconds  # bench/ is on sys.path when this script runs
 
 IMPORT = "import time; t = time.perf_counter(); import jaxclf.blitted_figure; print(time.perf_counter() - t)"
 
@@ -26,12 +26,6 @@ def import_seconds() -> float:
     """Importing matplotlib's figure and Agg canvas in a fresh process (NumPy and PIL already in)."""
     command = f"import numpy, PIL.Image; {IMPORT}"
     return float(subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, check=True).stdout)
-
-
-def seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:

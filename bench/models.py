@@ -38,7 +38,7 @@ import jaxclf.config  # noqa: F401  (registers the schema)
 from jaxclf.describe import compiled_flops
 from jaxclf.host_memory import keep_freed_memory
 from jaxclf.train_state import create_train_state, train_step
-from workload import composed, random_batch  # bench/ is on sys.path when this script runs
+from workload import composed, random_batch, seconds  # bench/ is on sys.path when this script runs
 
 # The data each model is sized for: its shapes only (the batches are random).
 DATA_FOR_MODEL = {"vit": "digits", "vit_ti16": "imagenet2012"}
@@ -49,14 +49,8 @@ def sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
     a @ b  # warm-up
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    best = min(seconds(lambda: a @ b) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def train_step_rate(model_name: str, batch_size: int, steps: int) -> dict[str, float]:

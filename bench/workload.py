@@ -3,7 +3,8 @@ shapes, and a classifier's jitted training step as the Trainer runs it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -15,6 +16,13 @@ from jaxclf.metrics import TrainMetrics
 from jaxclf.run import build_classifier
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall seconds of one call of ``fn``."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def composed(overrides: Sequence[str] = ()) -> DictConfig:
