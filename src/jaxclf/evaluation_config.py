@@ -34,3 +34,7 @@ class EvaluationConfig:
     # mode=evaluate: the run to re-test (null: this run directory). It is only
     # read, so a finished run on read-only storage can be evaluated from elsewhere.
     run_dir: str | None = resumable(None)
+    # A run's stored config rebuilds only jaxclf's own models, optimizers and
+    # datasets, from plain values (jaxclf.stored_config); true rebuilds
+    # whatever the run names (evaluation.run_dir, loss.teacher): trusted code.
+    trust_run_config: bool = resumable(False)

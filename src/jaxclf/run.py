@@ -96,7 +96,9 @@ def build_classifier(cfg: DictConfig, hardware: Hardware | None = None) -> Class
     """The model, optimizer and objective of ``cfg`` (a distillation teacher restored onto ``hardware``)."""
     teacher = {}
     if "teacher" in cfg.loss:
-        teacher["teacher"] = runs.load_teacher(cfg.loss.teacher, cfg.data, hardware)
+        teacher["teacher"] = runs.load_teacher(
+            cfg.loss.teacher, cfg.data, hardware, trust=cfg.evaluation.trust_run_config
+        )
     return Classifier(
         model=build_model(cfg),
         optimizer=instantiate(cfg.optim, "optim"),
@@ -379,7 +381,7 @@ def _evaluated_run_config(cfg: DictConfig, workdir: str) -> DictConfig:
     """``cfg`` with the model, optimizer and data of the run saved in
     ``workdir`` (its data location stays ``cfg``'s; data keys the run predates
     get their defaults). The loss does not matter to evaluation."""
-    saved = OmegaConf.create(runs.read_config(workdir))
+    saved = OmegaConf.create(runs.read_config(workdir, trust=cfg.evaluation.trust_run_config))
     run_cfg = cfg.copy()
     run_cfg.model, run_cfg.optim = saved.model, saved.optim
     run_cfg.loss = OmegaConf.create({"_target_": "jaxclf.objectives.Objective"})

@@ -30,7 +30,7 @@ import jax
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from jaxclf import run_lock
+from jaxclf import run_lock, stored_config
 from jaxclf.atomic_file import replaced_atomically
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.errors import ConfigError
@@ -135,8 +135,10 @@ def check_writable(run_dir: str) -> None:
     run_lock.check_writable(run_dir, os.path.join(run_dir, CHECKPOINT_DIR))
 
 
-def read_config(run_dir: str) -> dict[str, Any]:
-    """The resolved config saved in the latest checkpoint of the run in ``run_dir``."""
+def read_config(run_dir: str, trust: bool = False) -> dict[str, Any]:
+    """The resolved config saved in the latest checkpoint of the run in
+    ``run_dir``, refused unless its model, optimizer and data are jaxclf's own
+    with plain values (``jaxclf.stored_config``) or ``trust``."""
     if not os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR)):
         raise ConfigError(f"{run_dir} is not a jaxclf run directory (it has no {CHECKPOINT_DIR}/)")
     store = checkpoint_store(run_dir, read_only=True)
@@ -146,7 +148,7 @@ def read_config(run_dir: str) -> dict[str, Any]:
         latest = store.latest_good_meta()
         if latest is None:
             raise ConfigError(f"no checkpoint in {run_dir} reads back; the run cannot be restored (train it again)")
-        return latest[1]["config"]
+        return dict(stored_config.checked(latest[1]["config"], run_dir, trust))
     finally:
         store.close()
 
@@ -166,14 +168,17 @@ def restore_state(run_dir: str, abstract_state: Any) -> Any:
         store.close()
 
 
-def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Module, dict[str, Any], DictConfig]:
+def restore_model(
+    run_dir: str, hardware: Hardware | None = None, trust: bool = False
+) -> tuple[nn.Module, dict[str, Any], DictConfig]:
     """The model of the latest checkpoint in ``run_dir`` as it is evaluated
     (its weights' moving average, where it keeps one): ``(module, variables, run config)``,
     on ``hardware``'s mesh (default: the first device), whatever mesh saved it.
 
     The config saved with it rebuilds the module and optimizer (the
-    checkpoint holds both states); nothing is written."""
-    cfg = OmegaConf.create(read_config(run_dir))
+    checkpoint holds both states), if ``read_config`` accepts it with
+    ``trust``; nothing is written."""
+    cfg = OmegaConf.create(read_config(run_dir, trust))
     model = instantiate(cfg.model)
     hardware = hardware or Hardware(make_mesh(jax.devices()[:1], fsdp=1))
     ema_decay = cfg.get("trainer", {}).get("ema_decay")
@@ -182,7 +187,9 @@ def restore_model(run_dir: str, hardware: Hardware | None = None) -> tuple[nn.Mo
     return model, {"params": state.evaluated_params, **state.model_state}, cfg
 
 
-def load_teacher(run_dir: str | None, data: Mapping[str, Any], hardware: Hardware | None = None) -> Teacher:
+def load_teacher(
+    run_dir: str | None, data: Mapping[str, Any], hardware: Hardware | None = None, trust: bool = False
+) -> Teacher:
     """The finished run in ``run_dir`` as a distillation teacher on
     ``hardware``'s mesh, if it was trained on the data described by ``data``
     (the student's ``data`` config): the same dataset, classes, image shape
@@ -191,7 +198,7 @@ def load_teacher(run_dir: str | None, data: Mapping[str, Any], hardware: Hardwar
         raise ConfigError(
             f"loss.teacher={run_dir!r} is not a run directory; give the directory of a finished jaxclf run"
         )
-    model, variables, teacher_cfg = restore_model(run_dir, hardware)
+    model, variables, teacher_cfg = restore_model(run_dir, hardware, trust)
     saved = cast(dict[str, Any], OmegaConf.to_container(teacher_cfg.data))
     for key in ("name", "num_classes", "image_shape", "mean", "std"):
         theirs, ours = saved[key], _plain(data[key])
