@@ -295,7 +295,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     assert (failed.name, finished.name) == ("0_optim.learning_rate=-1", "1_optim.learning_rate=0.003")
     failure = json.loads((failed / "failure.json").read_text())
     assert failure["error"] == "ConfigError"
-    assert failure["message"] == "optim.learning_rate=-1.0 is not valid; it must be positive"
+    assert failure["message"] == "optim.learning_rate=-1.0 is not valid; it must be positive and finite"
     assert "jaxclf: error: optim.learning_rate=-1.0" in result.stderr
     summary = json.loads((finished / "summary.json").read_text())
     assert summary["steps"] == 60 and not (failed / "summary.json").exists()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -163,6 +164,7 @@ def check_values(cfg: DictConfig) -> None:
             "hardware.local_devices",
             "hardware.num_processes",
             "evaluation.max_examples",
+            "predict.top_k",
         ),
     )
     if cfg.trainer.max_time is not None:
@@ -232,8 +234,8 @@ def _check_resnet(cfg: DictConfig) -> None:
 def _check_positive(cfg: DictConfig, keys: tuple[str, ...]) -> None:
     for key in keys:
         value = OmegaConf.select(cfg, key)
-        if value is not None and value <= 0:
-            kind = "a positive integer" if isinstance(value, int) else "positive"
+        if value is not None and not (value > 0 and math.isfinite(value)):  # NaN fails `value > 0`
+            kind = "a positive integer" if isinstance(value, int) else "positive and finite"
             raise ConfigError(f"{key}={value} is not valid; it must be {kind}")
 
 

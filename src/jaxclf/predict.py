@@ -3,8 +3,9 @@
 ``predict.inputs`` names image files, folders of them, or a split of the
 run's dataset (``test``, ``validation``, ``train``). Images are taken as the
 dataset stores them (same height, width, channels and pixel range: the 8x8
-digits hold 0..16); one that cannot be read or has another shape is named in
-one warning and left out. The rest are predicted in batches on the run's mesh.
+digits hold 0..16); what is not a regular file, cannot be read or has another
+shape is named in one warning and left out (``jaxclf.data.image_files``).
+The rest are predicted in batches on the run's mesh.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from PIL import Image, UnidentifiedImageError
 
 from jaxclf.atomic_file import replaced_atomically
 from jaxclf.data.config import SplitName
+from jaxclf.data.image_files import read_image, regular_files
 from jaxclf.data.loader import eval_batches
 from jaxclf.data.splits import InMemorySplit, Split
 from jaxclf.errors import ConfigError
@@ -56,48 +57,27 @@ def is_split_name(value: str) -> bool:
 
 
 def image_paths(values: Sequence[str]) -> list[str]:
-    """The files named in ``values`` (not split names), folders expanded in name order."""
+    """The regular files named in ``values`` (not split names), folders
+    expanded in name order; a warning names each other path, left out."""
     paths = []
     for value in values:
         if os.path.isdir(value):
             paths += sorted(os.path.join(value, name) for name in os.listdir(value) if not name.startswith("."))
         elif not is_split_name(value):
             paths.append(value)
-    return paths
+    return regular_files(paths, "predict.inputs")
 
 
 def read_images(paths: Sequence[str], image_shape: Sequence[int]) -> Inputs:
     """The images at ``paths`` that read as ``image_shape`` (``[H, W, C]``), unlabelled; a warning for each other."""
     names, images = [], []
     for path in paths:
-        image = _read_image(path, tuple(image_shape))
+        image = read_image(path, image_shape, "predict.inputs")
         if image is not None:
             names.append(path)
             images.append(image)
     stacked = np.stack(images) if images else np.zeros((0, *image_shape), np.uint8)
     return Inputs(names, InMemorySplit(stacked, np.full(len(names), NO_LABEL, np.int32)))
-
-
-def _read_image(path: str, image_shape: tuple[int, ...]) -> np.ndarray | None:
-    try:
-        with Image.open(path) as opened:
-            pixels = np.asarray(opened)
-    except (OSError, UnidentifiedImageError) as error:
-        reason = "no such file" if isinstance(error, FileNotFoundError) else "not a readable image"
-        logger.warning("predict.inputs: %s: %s; left out", path, reason)
-        return None
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if pixels.shape != image_shape:
-        shape = "x".join(map(str, pixels.shape))
-        logger.warning(
-            "predict.inputs: %s is %s; the run's model takes %s images; left out",
-            path,
-            shape,
-            "x".join(map(str, image_shape)),
-        )
-        return None
-    return pixels.astype(np.uint8)
 
 
 def split_inputs(name: str, split: Split) -> Inputs:

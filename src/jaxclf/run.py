@@ -344,6 +344,7 @@ def predict(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any]
     ``predict.inputs``."""
     run_dir = cfg.evaluation.run_dir or workdir
     run_cfg = _evaluated_run_config(cfg, run_dir)
+    fitted = runs.read_temperature(run_dir)
     classifier = build_classifier(run_cfg, hardware)
     inputs = _prediction_inputs(run_cfg, predict_lib.input_values(cfg.predict.inputs), hardware)
     state = runs.restore_state(run_dir, hardware.placed(classifier.abstract_state()))
@@ -352,8 +353,7 @@ def predict(cfg: DictConfig, workdir: str, hardware: Hardware) -> dict[str, Any]
     outputs = [predictor(state, item.split) for item in inputs]
     names = [name for item in inputs for name in item.names]
     log_probs, labels = (np.concatenate([output[index] for output in outputs]) for index in (0, 1))
-    fitted = (runs.read_json(os.path.join(run_dir, runs.SUMMARY_FILE)) or {}).get("temperature")
-    probs = temperature.calibrated(log_probs, fitted or 1.0)  # the run's temperature scaling, where it has one
+    probs = temperature.calibrated(log_probs, fitted)  # the run's temperature scaling, where it has one
     path = os.path.join(workdir, predict_lib.PREDICTIONS_FILE)
     if runs.is_primary_process():
         predict_lib.write_predictions(path, names, labels, probs, cfg.predict.top_k)

@@ -214,6 +214,22 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
 
 
+def read_temperature(run_dir: str) -> float:
+    """The softmax temperature the run in ``run_dir`` fitted (``summary.json``),
+    or 1 where it fitted none; a ``ConfigError`` when the stored value is not
+    in (0, inf): dividing by it would invert or flatten every prediction."""
+    path = os.path.join(run_dir, SUMMARY_FILE)
+    fitted = (read_json(path) or {}).get("temperature")
+    if fitted is None:
+        return 1.0
+    if isinstance(fitted, bool) or not isinstance(fitted, (int, float)) or not 0 < fitted < math.inf:
+        raise ConfigError(
+            f"{path}: temperature={fitted!r} is not valid; a fitted temperature lies in (0, inf) "
+            "(remove the key to predict without temperature scaling)"
+        )
+    return float(fitted)
+
+
 def read_json(path: str) -> dict[str, Any] | None:
     """A JSON file's content, or None when it does not exist or is damaged
     (a truncated write; a warning names it)."""
