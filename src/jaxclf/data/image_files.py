@@ -47,24 +47,31 @@ def regular_files(paths: Sequence[str], key: str) -> list[str]:
 
 def read_image(path: str, image_shape: Sequence[int], key: str) -> np.ndarray | None:
     """The image at ``path`` as ``uint8`` pixels of ``image_shape`` (``[H, W, C]``,
-    ``C`` 1 or 3), or None with one warning saying why it was left out. Its size
-    and mode are read from the header: an image of another size is never decoded."""
+    ``C`` 1 or 3), or None with one warning (naming ``key``) saying why it was
+    left out."""
+    pixels = _decoded(path, image_shape)
+    if isinstance(pixels, str):
+        logger.warning("%s: %s %s; left out", key, path, pixels)
+        return None
+    return pixels
+
+
+def _decoded(path: str, image_shape: Sequence[int]) -> np.ndarray | str:
+    """The pixels, or why they cannot be had. Size and mode come from the
+    header: an image of another size is never decoded."""
     height, width, channels = image_shape
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # its size is checked below
             with Image.open(path) as image:
                 if (image.height, image.width) != (height, width):
-                    reason = f"is {image.width}x{image.height}; the run's model takes {width}x{height} images"
-                    return _left_out(key, path, reason)
+                    return f"is {image.width}x{image.height}; the run's model takes {width}x{height} images"
                 converted = _as_mode(image, channels)
-                if isinstance(converted, str):
-                    return _left_out(key, path, converted)
-                return converted.reshape(height, width, channels)
+                return converted if isinstance(converted, str) else converted.reshape(height, width, channels)
     except Image.DecompressionBombError as error:
-        return _left_out(key, path, f"is too large to read safely ({error})")
+        return f"is too large to read safely ({error})"
     except (OSError, UnidentifiedImageError, ValueError):
-        return _left_out(key, path, "is not a readable image")
+        return "is not a readable image"
 
 
 def _as_mode(image: Image.Image, channels: int) -> np.ndarray | str:
@@ -90,8 +97,3 @@ def _with_channels(pixels: np.ndarray, has: int, wanted: int, mode: str) -> np.n
     if has != wanted:
         return f"has {has} channel{'s' * (has > 1)} ({mode}); the run's model takes {wanted}"
     return pixels
-
-
-def _left_out(key: str, path: str, reason: str) -> None:
-    logger.warning("%s: %s %s; left out", key, path, reason)
-    return None
