@@ -623,19 +623,127 @@ def test_a_checkpoint_deleted_while_being_read_is_not_damage(tmp_path, caplog):
     reader.close()
 
 
-@pytest.fixture
-def read_only_run(tmp_path, finished_run):
-    """A copy of the finished run behind a read-only bind mount (root only: EROFS binds root too)."""
+def _read_only_view(source: Path, view: Path):
+    """``source`` seen through a read-only bind mount at ``view`` (root only:
+    EROFS binds root too, where file permissions do not); unmounted after."""
     if os.geteuid() != 0:
         pytest.skip("a read-only bind mount needs root (root ignores file permissions)")
-    copy, view = tmp_path / "copy", tmp_path / "read_only"
-    shutil.copytree(finished_run, copy)
     view.mkdir()
-    if subprocess.run(["mount", "--bind", str(copy), str(view)], check=False).returncode != 0:
+    if subprocess.run(["mount", "--bind", str(source), str(view)], check=False).returncode != 0:
         pytest.skip("this machine does not allow bind mounts")
     subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=True)
     yield view
     subprocess.run(["umount", str(view)], check=False)
+
+
+@pytest.fixture
+def read_only_run(tmp_path, finished_run):
+    """A copy of the finished run behind a read-only bind mount."""
+    shutil.copytree(finished_run, tmp_path / "copy")
+    yield from _read_only_view(tmp_path / "copy", tmp_path / "read_only")
+
+
+@pytest.fixture
+def read_only_data_dir(tmp_path):
+    """An empty TFDS data dir behind a read-only bind mount."""
+    (tmp_path / "empty").mkdir()
+    yield from _read_only_view(tmp_path / "empty", tmp_path / "read_only_data")
+
+
+def test_preparing_into_a_read_only_data_dir_is_one_line(read_only_data_dir, tmp_path):
+    code, stderr = launch_in_process(f"hydra.run.dir={tmp_path / 'run'}", f"data.data_dir={read_only_data_dir}", *TINY)
+    assert code == 2 and "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("jaxclf: error:")]
+    assert line == (
+        f"jaxclf: error: data.data_dir={read_only_data_dir}: digits/classes cannot be prepared there "
+        f"(Read-only file system: {read_only_data_dir / 'digits'}); choose a writable data.data_dir"
+    )
+
+
+def _flip_bytes(folder: Path, pattern: str) -> None:
+    [path] = folder.glob(pattern)
+    data = bytearray(path.read_bytes())
+    data[2000:2100] = bytes(byte ^ 0xFF for byte in data[2000:2100])  # past the header: a record chunk
+    path.write_bytes(data)
+
+
+def _truncate(folder: Path, pattern: str) -> None:
+    [path] = folder.glob(pattern)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage,pattern,reason",
+    [
+        (_flip_bytes, "digits-train.array_record-*", "Corrupted Riegeli/records file"),
+        (_truncate, "dataset_info.json", "Failed to load JSON"),
+    ],
+    ids=["a corrupt record file", "a truncated dataset_info.json"],
+)
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_damaged_prepared_dataset_is_one_line(tmp_path, data_dir, damage, pattern, reason, in_memory):
+    damaged = tmp_path / "tfds"
+    shutil.copytree(data_dir, damaged)
+    version = damaged / "digits" / "classes" / "1.0.0"
+    damage(version, pattern)
+    code, stderr = launch_in_process(
+        f"hydra.run.dir={tmp_path / 'run'}", f"data.data_dir={damaged}", f"data.in_memory={in_memory}", *TINY
+    )
+    assert code == 2 and "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("jaxclf: error:")]
+    folder = version if pattern.startswith("digits-") else version.parent
+    assert line.startswith(
+        f"jaxclf: error: data.name=digits/classes: the prepared files in {folder} do not read back ("
+    )
+    assert reason in line and line.endswith(f"; delete {folder} and prepare it again")
+
+
+def test_a_run_dir_under_a_regular_file_is_one_line(tmp_path, data_dir):
+    (tmp_path / "file").write_text("")
+    code, stderr = launch_in_process(f"hydra.run.dir={tmp_path / 'file' / 'run'}", f"data.data_dir={data_dir}", *TINY)
+    assert code == 2
+    assert stderr.strip().splitlines() == [
+        f"jaxclf: error: {tmp_path / 'file' / 'run'} is under {tmp_path / 'file'}, which is not a directory; "
+        "choose another hydra.run.dir"
+    ]
+
+
+def test_ctrl_c_during_the_final_test_is_one_line_and_the_same_command_finishes(tmp_path, data_dir):
+    interrupt = (
+        "+callbacks.interrupt._target_=conftest.SignalAtStep",
+        "+callbacks.interrupt.phase=fit_end",
+        f"+callbacks.interrupt.signal_number={int(signal.SIGINT)}",
+    )
+    command = (f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}", *TINY)
+    code, stderr = launch_in_process(*command, *interrupt)
+    assert code == 130 and "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("jaxclf:")]
+    assert line == (
+        "jaxclf: stopped: interrupted (SIGINT); every checkpoint committed so far is kept; "
+        "run the same command again to resume"
+    )
+    assert checkpoint_steps(tmp_path)[-1] == 60 and not (tmp_path / "summary.json").exists()
+    code, stderr = launch_in_process(*command)
+    assert code == 0, stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 60
+
+
+def test_ctrl_c_during_predict_is_one_line_and_writes_nothing(tmp_path, finished_run, data_dir, monkeypatch):
+    from jaxclf.predict import Predictor
+
+    def interrupted(self, state, split):
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Predictor, "__call__", interrupted)
+    code, stderr = launch_in_process(
+        "mode=predict", f"evaluation.run_dir={finished_run}", f"hydra.run.dir={tmp_path}", f"data.data_dir={data_dir}"
+    )
+    assert code == 130 and "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("jaxclf:")] == [
+        "jaxclf: stopped: interrupted (SIGINT); every checkpoint committed so far is kept; "
+        "run the same command again to resume"
+    ]
+    assert not list(tmp_path.glob("predictions.csv*"))
 
 
 @pytest.mark.slow  # an evaluation and a refused launch, ~35 s

@@ -11,6 +11,7 @@ goes on.
 
 import logging
 import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -160,6 +161,15 @@ def main() -> None:
             raise
         print(f"jaxclf: error: {_one_line(error)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C outside training (which saves and stops itself): building, testing, predicting
+        if _full_error():
+            raise
+        print(
+            "jaxclf: stopped: interrupted (SIGINT); every checkpoint committed so far is kept; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        sys.exit(128 + signal.SIGINT)
     except (ConfigError, RunStopped) as error:  # a sweep's job: reported by the job, recorded in failure.json
         if _full_error():
             raise

@@ -85,13 +85,26 @@ def check_unlocked(run_dir: str) -> None:
 
 
 def check_writable(*paths: str, hint: str = "") -> None:
-    """Raises a ``ConfigError`` unless each of ``paths`` that exists is a
-    directory this process can write (``hint`` ends the message)."""
+    """Raises a ``ConfigError`` unless each of ``paths`` is a directory this
+    process can write, or can be made (``hint`` ends the message)."""
     for path in paths:
-        if os.path.exists(path) and not os.path.isdir(path):
+        if not os.path.lexists(path):
+            _check_creatable(path)
+        elif not os.path.isdir(path):
             raise ConfigError(f"{path} is not a directory; move it away or choose another hydra.run.dir{hint}")
         if os.path.isdir(path) and not os.access(path, os.W_OK):
             raise ConfigError(f"{path} is not writable; make it writable or choose another hydra.run.dir{hint}")
+
+
+def _check_creatable(path: str) -> None:
+    """Raises a ``ConfigError`` unless the nearest existing ancestor of ``path`` is a writable directory."""
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ConfigError(f"{path} is under {ancestor}, which is not a directory; choose another hydra.run.dir")
+    if not os.access(ancestor, os.W_OK):
+        raise ConfigError(f"{path} cannot be made: {ancestor} is not writable; choose another hydra.run.dir")
 
 
 class LockCheck(Callback):

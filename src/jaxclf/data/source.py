@@ -11,6 +11,7 @@ nothing is downloaded at run time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import importlib
 import io
@@ -32,28 +33,76 @@ def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, bui
     Preparation holds a lock beside the dataset, so parallel jobs (a joblib
     sweep on a fresh machine) wait for one preparation and then read it; the
     ``incomplete.*`` folders of a preparation that was killed are removed."""
-    import tensorflow_datasets as tfds
-
     if builder_module is not None:
         importlib.import_module(builder_module)  # registers the builder with TFDS
-    try:
-        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-    except tfds.core.registered.DatasetNotFoundError:
-        raise ConfigError(f"data.name={name!r} is not a TFDS dataset (see tfds.list_builders())") from None
+    builder = _builder(name, data_dir)
     manual = bool(builder.MANUAL_DOWNLOAD_INSTRUCTIONS) and manual_dir is not None
     if builder.is_prepared() or not (builder_module is not None or manual):
         return builder  # prepared, or nothing here can prepare it (open_source says how)
     if manual_dir is not None and manual and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
         raise ConfigError(f"data.manual_dir={manual_dir} is empty or missing; put {name}'s downloaded archives there")
+    try:
+        return _prepared(builder, name, data_dir, manual_dir if manual else None)
+    except OSError as error:  # a read-only or full data dir
+        raise ConfigError(
+            f"data.data_dir={data_dir}: {name} cannot be prepared there ({error.strerror or error}: "
+            f"{error.filename or builder.data_dir}); choose a writable data.data_dir"
+        ) from None
+
+
+def _builder(name: str, data_dir: str | None):
+    """TFDS's builder of ``name`` in ``data_dir``; a ``ConfigError`` for an unknown
+    name or prepared files that do not read back (a truncated ``dataset_info.json``)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ConfigError(f"data.name={name!r} is not a TFDS dataset (see tfds.list_builders())") from None
+    except Exception as error:  # noqa: BLE001 (TFDS raises protobuf's, json's and its own errors)
+        raise damaged_error(name, os.path.join(data_dir or "~/tensorflow_datasets", name), error) from None
+
+
+def _prepared(builder, name: str, data_dir: str | None, manual_dir: str | None):
+    """``builder``, prepared by this process unless another did it while this one waited."""
+    import tensorflow_datasets as tfds
+
     with _preparation_lock(builder):
-        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")  # prepared while we waited?
+        builder = _builder(name, data_dir)
         if not builder.is_prepared():
             _hide_accelerators_from_tensorflow()
             _remove_incomplete(builder)
-            download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual else None
-            with _quiet_unless(manual, builder):
+            download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+            with _quiet_unless(manual_dir is not None, builder):
                 builder.download_and_prepare(file_format="array_record", download_config=download_config)
     return builder
+
+
+def damaged_error(name: str, folder: str, error: BaseException) -> ConfigError:
+    """A prepared dataset (in ``folder``) that does not read back, and how to prepare it anew."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ConfigError(
+        f"data.name={name}: the prepared files in {folder} do not read back ({reason}); "
+        f"delete {folder} and prepare it again"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedSource:
+    """A source whose damaged records end the run with one line naming the dataset."""
+
+    source: Source
+    name: str
+    folder: str  # the prepared files
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        try:
+            return self.source[index]
+        except (RuntimeError, OSError, ValueError) as error:  # array_record's "Corrupted Riegeli/records file"
+            raise damaged_error(self.name, self.folder, error) from None
 
 
 @contextlib.contextmanager
@@ -122,7 +171,7 @@ def open_source(builder, name: str, split: str, *, encoded_images: bool = False)
 
     decoders = {"image": tfds.decode.SkipDecoding()} if encoded_images else None
     try:
-        return builder.as_data_source(split=split, decoders=decoders)
+        return CheckedSource(builder.as_data_source(split=split, decoders=decoders), name, builder.data_dir)
     except (KeyError, ValueError, AssertionError) as error:
         if not builder.info.splits:
             raise not_prepared_error(builder, name) from None
