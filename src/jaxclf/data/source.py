@@ -88,7 +88,7 @@ def damaged_error(name: str, folder: str, error: BaseException) -> ConfigError:
 
 
 @dataclasses.dataclass(frozen=True)
-class CheckedSource:
+class CheckedSource(Sequence):
     """A source whose damaged records end the run with one line naming the dataset."""
 
     source: Source
@@ -98,7 +98,7 @@ class CheckedSource:
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: Any) -> Any:
         try:
             return self.source[index]
         except (RuntimeError, OSError, ValueError) as error:  # array_record's "Corrupted Riegeli/records file"
