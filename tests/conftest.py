@@ -169,14 +169,23 @@ class SignalAtStep(Callback):
     - ``after_save``: right after the checkpoint of ``step`` is issued (its
       write still in flight: this callback runs after the checkpoint one);
     - ``fit_end``: when training ends, before the final evaluation;
-    - ``test_end``: after the final evaluation, before ``summary.json``."""
+    - ``test_end``: after the final evaluation, before ``summary.json``.
+
+    ``process``: only that process of a multi-process run sends it."""
 
     order = 2  # after the checkpoint callback (1)
 
-    def __init__(self, step: int = 0, signal_number: int = signal.SIGTERM, phase: str = "step"):
+    def __init__(
+        self, step: int = 0, signal_number: int = signal.SIGTERM, phase: str = "step", process: int | None = None
+    ):
         self.step, self.signal_number, self.phase, self.sent = step, signal_number, phase, False
+        self.process = process  # None: every process of the run
 
     def _send(self) -> None:
+        import jax
+
+        if self.process is not None and jax.process_index() != self.process:
+            return
         if not self.sent:
             self.sent = True
             signal.raise_signal(self.signal_number)

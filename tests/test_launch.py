@@ -306,4 +306,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     assert report.returncode == 0, report.stderr
     text = (tmp_path / "report.md").read_text()
     assert "2 jobs in 2 settings: 1 finished, 1 failed, 0 unfinished" in text
-    assert f"| `{failed.name}` | ConfigError: optim.learning_rate=-1.0 is not valid; it must be positive |" in text
+    assert (
+        f"| `{failed.name}` | ConfigError: optim.learning_rate=-1.0 is not valid; it must be positive and finite |"
+        in text
+    )

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -27,7 +28,8 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec
 
-from conftest import ROOT, TINY, checkpoint_steps, environment_with_tests, final_params, launch_in_process
+from conftest import ROOT, TINY, checkpoint_steps, digest, environment_with_tests, final_params, launch_in_process
+from jaxclf import peers
 from jaxclf.hardware import FSDP_AXIS, fsdp_partition
 from jaxclf.models.mlp import MLP
 from jaxclf.objectives import Objective
@@ -216,13 +218,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _launch_two_processes(command: list[str], per_process: tuple = ((), ())) -> list[tuple[int, str]]:
-    """``command`` as processes 0 and 1 of a 2-process run on 127.0.0.1 (2 CPU
-    devices each; ``per_process`` overrides for each); their exit codes and stderr."""
+def _start_two_processes(
+    command: list[str], per_process: tuple = ((), ()), ids: tuple[int, int] = (0, 1)
+) -> list[subprocess.Popen]:
+    """``command`` as processes ``ids`` of a 2-process run on 127.0.0.1 (2 CPU
+    devices each; ``per_process`` overrides for each)."""
     cluster = ("hardware.cpu_devices=2", f"hardware.coordinator_address=127.0.0.1:{_free_port()}")
-    processes = [
+    return [
         subprocess.Popen(
-            [*command, *cluster, "hardware.num_processes=2", f"hardware.process_id={index}", *per_process[index]],
+            [*command, *cluster, "hardware.num_processes=2", f"hardware.process_id={ids[index]}", *per_process[index]],
             cwd=ROOT,
             env=environment_with_tests(),
             stdout=subprocess.PIPE,
@@ -231,6 +235,10 @@ def _launch_two_processes(command: list[str], per_process: tuple = ((), ())) -> 
         )
         for index in range(2)
     ]
+
+
+def _finish(processes: list[subprocess.Popen]) -> list[tuple[int, str]]:
+    """Each process's exit code and stderr (all are killed if one outlives 300 s)."""
     results = []
     for process in processes:
         try:
@@ -241,6 +249,16 @@ def _launch_two_processes(command: list[str], per_process: tuple = ((), ())) -> 
             raise
         results.append((process.returncode, stderr))
     return results
+
+
+def _launch_two_processes(command: list[str], per_process: tuple = ((), ())) -> list[tuple[int, str]]:
+    """``command`` as processes 0 and 1 of a 2-process run; their exit codes and stderr."""
+    return _finish(_start_two_processes(command, per_process))
+
+
+def _jaxclf_lines(stderr: str) -> list[str]:
+    """What a run says to its user on stderr, less its log records (``[time][logger][level] - ...``)."""
+    return [line for line in stderr.splitlines() if not line.startswith("[") and line.strip()]
 
 
 @pytest.mark.slow  # five launches, ~75 s
@@ -319,23 +337,40 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path, data_dir, t
 @pytest.mark.slow  # two 2-process launches, ~40 s
 def test_sigterm_to_one_process_stops_both_at_one_step_and_both_resume(tmp_path, data_dir, two_process_run):
     command = _command(tmp_path, data_dir)
-    sigterm_at_30 = (
+    sigterm_to_process_1_at_30 = (
         "+callbacks.preempt._target_=conftest.SignalAtStep",
         "+callbacks.preempt.step=30",
+        "+callbacks.preempt.process=1",
         f"+callbacks.preempt.signal_number={int(signal.SIGTERM)}",
     )
-    results = _launch_two_processes(command, per_process=((), sigterm_at_30))  # process 1 only
     steps = []
-    for code, stderr in results:
+    for code, stderr in _launch_two_processes([*command, "trainer.steps_per_call=10", *sigterm_to_process_1_at_30]):
         assert code == 128 + signal.SIGTERM, stderr[-3000:]
         [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
         steps.append(int(re.search(r"stopped at step (\d+) of 60", message).group(1)))
-    # Processes agree where a callback is due (every 20 steps): both stop at 40, not 30.
+    # Sent after the call that ends at step 30; both processes learn of it at the end of the next call.
     assert steps == [40, 40] and checkpoint_steps(tmp_path) == [20, 40]
-
     for code, stderr in _launch_two_processes(command):  # the same command, both processes
         assert code == 0, stderr[-3000:]
     _assert_close(tmp_path, two_process_run, exact=True)  # the same mesh: exact resume
+
+
+@pytest.mark.slow  # one 2-process launch, ~15 s
+def test_sigterm_to_one_process_acts_within_one_call_without_callbacks(tmp_path, data_dir):
+    command = [
+        *_command(tmp_path, data_dir, "callbacks=none", "trainer.steps_per_call=5"),
+        "+callbacks.preempt._target_=conftest.SignalAtStep",
+        "+callbacks.preempt.step=12",
+        "+callbacks.preempt.process=1",
+        f"+callbacks.preempt.signal_number={int(signal.SIGTERM)}",
+    ]
+    command = [argument for argument in command if not argument.startswith("callbacks.")]  # TINY's: no such callback
+    for code, stderr in _launch_two_processes(command):
+        assert code == 128 + signal.SIGTERM, stderr[-3000:]
+        [message] = [line for line in stderr.splitlines() if line.startswith("jaxclf: stopped:")]
+        # Sent after the call ending at step 15; every process learns of it at the end of the next call.
+        assert message.startswith("jaxclf: stopped: SIGTERM received: stopped at step 20 of 60"), message
+    assert checkpoint_steps(tmp_path) == [20]
 
 
 @pytest.mark.slow  # one 2-process launch, ~20 s
@@ -356,3 +391,95 @@ def test_only_process_zero_records_a_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(jax, "process_index", lambda: 0)
     runs.record_failure(str(tmp_path), RuntimeError("boom"))
     assert json.loads((tmp_path / runs.FAILURE_FILE).read_text())["message"] == "boom"
+
+
+# -- processes that disagree, or go missing -------------------------------------------
+
+
+@pytest.mark.slow  # three 2-process launches that stop after joining, ~25 s
+@pytest.mark.parametrize(
+    "override,process_0_sees,process_1_sees",
+    [
+        ("seed=1", "data.subset_seed=0 -> 1, seed=0 -> 1", "data.subset_seed=1 -> 0, seed=1 -> 0"),
+        ("model.hidden_sizes=[64]", "model.hidden_sizes=[256, 256] -> [64]", "model.hidden_sizes=[64] -> [256, 256]"),
+        (
+            "trainer.max_steps=80",
+            "optim.total_steps=60 -> 80, trainer.max_steps=60 -> 80",
+            "optim.total_steps=80 -> 60, trainer.max_steps=80 -> 60",
+        ),
+    ],
+)
+def test_processes_given_different_configs_both_stop_in_one_line(
+    tmp_path, data_dir, override, process_0_sees, process_1_sees
+):
+    results = _launch_two_processes(_command(tmp_path, data_dir), per_process=((), (override,)))
+    for index, ((code, stderr), seen) in enumerate(zip(results, (process_0_sees, process_1_sees), strict=True)):
+        assert code == 2, stderr[-3000:]
+        assert _jaxclf_lines(stderr) == [
+            f"jaxclf: error: the processes were given different configs: {seen} (process {index} -> process "
+            f"{1 - index}); start every process with the same command (only hardware.process_id differs)"
+        ]
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow  # one process waits out hardware.distributed_timeout=10
+def test_two_processes_with_one_id_stop_in_one_line_each(tmp_path, data_dir):
+    """The later one finds the coordinator's port taken at once; the other waits for a process 1 that never comes."""
+    command = _command(tmp_path, data_dir, "hardware.distributed_timeout=10")
+    lines = []
+    for code, stderr in _finish(_start_two_processes(command, ids=(0, 0))):
+        assert code == 2, stderr[-3000:]
+        [line] = _jaxclf_lines(stderr)
+        lines.append(line)
+    port_taken = "is in use on this host (another process with hardware.process_id=0, or another program)"
+    not_joined = "hardware.distributed_timeout=10: the run's processes did not all join at 127.0.0.1:"
+    assert all(port_taken in line or not_joined in line for line in lines), lines
+
+
+@pytest.mark.slow  # waits out hardware.distributed_timeout=10
+def test_a_process_whose_peer_never_starts_stops_in_one_line(tmp_path, data_dir):
+    command = [*_command(tmp_path, data_dir, "hardware.distributed_timeout=10"), "hardware.cpu_devices=2"]
+    address = f"127.0.0.1:{_free_port()}"
+    cluster = (f"hardware.coordinator_address={address}", "hardware.num_processes=2", "hardware.process_id=0")
+    result = subprocess.run(
+        [*command, *cluster], cwd=ROOT, env=environment_with_tests(), capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert _jaxclf_lines(result.stderr) == [
+        f"jaxclf: error: hardware.distributed_timeout=10: the run's processes did not all join at {address} within "
+        "10 s (hardware.num_processes=2); start every process with the same hardware.coordinator_address and "
+        "hardware.num_processes, each with its own hardware.process_id"
+    ]
+
+
+@pytest.mark.slow  # a killed 2-process run, then both processes again, ~60 s
+def test_a_killed_process_stops_the_other_in_one_line_and_both_resume(tmp_path, data_dir):
+    command = _command(tmp_path, data_dir, "hardware.distributed_timeout=20", "trainer.max_steps=400")
+    command = [argument for argument in command if not argument.startswith("callbacks.evaluation")]
+    processes = _start_two_processes([*command, "trainer.steps_per_call=1", "callbacks.evaluation=null"])
+    while not checkpoint_steps_or_none(tmp_path) and processes[0].poll() is None:
+        time.sleep(0.2)
+    processes[1].send_signal(signal.SIGKILL)
+    (code, stderr), (killed, _) = _finish(processes)
+    assert killed == -signal.SIGKILL
+    assert code == peers.LOST_PEER_EXIT_CODE, stderr[-3000:]
+    assert _jaxclf_lines(stderr) == [
+        "jaxclf: error: process 1 of 2 stopped answering (no sign of it for 10 s); stopping this process too; "
+        "committed checkpoints are intact: start every process again with the same command to resume"
+    ]
+    saved = checkpoint_steps(tmp_path)
+    assert saved and saved[-1] < 400
+
+    # A resume where process 1 was given another seed is refused by both, the checkpoints untouched.
+    before = digest(tmp_path / "checkpoints")
+    for code, stderr in _launch_two_processes(command, per_process=((), ("seed=1",))):
+        assert code == 2 and len(_jaxclf_lines(stderr)) == 1, stderr[-3000:]
+    assert digest(tmp_path / "checkpoints") == before
+
+    for code, stderr in _launch_two_processes(command):  # both processes, the same command: resumed
+        assert code == 0, stderr[-3000:]
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 400
+
+
+def checkpoint_steps_or_none(run_dir: Path) -> list[int]:
+    return checkpoint_steps(run_dir) if (run_dir / "checkpoints").is_dir() else []

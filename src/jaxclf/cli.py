@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 import hydra
@@ -25,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from jaxclf.config import Mode, check_values  # (importing it registers the config schema with Hydra)
 from jaxclf.console import quiet_libraries
-from jaxclf.errors import ConfigError, Preempted, RunStopped, StorageError
+from jaxclf.errors import ConfigError, NonFiniteError, Preempted, ProcessesDisagree, RunStopped, StorageError
 
 _USER_FULL_ERROR = "JAXCLF_USER_HYDRA_FULL_ERROR"  # HYDRA_FULL_ERROR as the user set it ("" if unset)
 
@@ -58,9 +59,8 @@ def run_job(cfg: DictConfig) -> float | None:
         if not expected or _full_error():
             raise
         code = error.exit_code if isinstance(error, RunStopped) else 2
-        if isinstance(error, StorageError):
-            logging.shutdown()
-            os._exit(code)  # orbax's threads of the failed save wait 300 s for signals that never come
+        if isinstance(error, StorageError) or (_joined_processes() and not _every_process_stops(error)):
+            _exit_now(code)  # orbax's threads of a failed save wait 300 s for signals that never come
         sys.exit(code)
     if cfg.mode == Mode.describe:
         _remove_if_empty(hydra_config.runtime.output_dir)
@@ -169,6 +169,8 @@ def main() -> None:
             "run the same command again to resume",
             file=sys.stderr,
         )
+        if _joined_processes():
+            _exit_now(128 + signal.SIGINT)
         sys.exit(128 + signal.SIGINT)
     except (ConfigError, RunStopped) as error:  # a sweep's job: reported by the job, recorded in failure.json
         if _full_error():
@@ -184,6 +186,30 @@ def main() -> None:
             del os.environ["HYDRA_FULL_ERROR"]
         else:
             os.environ["HYDRA_FULL_ERROR"] = user_setting
+
+
+def _every_process_stops(error: Exception) -> bool:
+    """Whether every process of the run raises ``error`` at the same point, so
+    that they leave together through jax.distributed's shutdown barrier."""
+    return isinstance(error, (ProcessesDisagree, Preempted, NonFiniteError))
+
+
+def _exit_now(code: int) -> None:
+    """Exits without the exit handlers: jax.distributed's shutdown barrier
+    would wait for processes that go on (they notice this one's absence:
+    jaxclf.peers). Process 0 serves the other processes' coordination: it
+    leaves a moment later, so theirs do not find it gone mid-exit."""
+    logging.shutdown()
+    jax = sys.modules.get("jax")
+    if jax is not None and jax.distributed.is_initialized() and jax.process_index() == 0:
+        time.sleep(1.0)
+    os._exit(code)
+
+
+def _joined_processes() -> bool:
+    """Whether this process joined others through ``jax.distributed`` (JAX imported already)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and jax.distributed.is_initialized()
 
 
 def _full_error() -> bool:

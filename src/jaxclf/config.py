@@ -163,6 +163,7 @@ def check_values(cfg: DictConfig) -> None:
             "hardware.cpu_devices",
             "hardware.local_devices",
             "hardware.num_processes",
+            "hardware.distributed_timeout",
             "evaluation.max_examples",
             "predict.top_k",
         ),

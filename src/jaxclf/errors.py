@@ -18,6 +18,11 @@ def config_error(path: str, error: ValueError) -> ConfigError:
     return ConfigError(f"{path}.{message}" if re.match(r"\w+=", message) else f"{path}: {message}")
 
 
+class ProcessesDisagree(ConfigError):
+    """The processes of a multi-process run were given different configs;
+    every process raises it, together."""
+
+
 class RunStopped(RuntimeError):
     """Training stopped before ``max_steps`` with everything saved so far kept;
     ``launch.py`` prints the message and exits with ``exit_code``."""

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from jaxclf import peers
 from jaxclf.compilation_cache import use_compilation_cache
 from jaxclf.errors import ConfigError
 from jaxclf.hardware_config import HardwareConfig, MeshConfig, Platform
@@ -163,11 +164,23 @@ def _set_cpu_devices(count: int) -> None:
 
 
 def _join_processes(config: HardwareConfig) -> None:
-    """``jax.distributed.initialize`` once per process (a multirun's later jobs reuse it)."""
+    """``jax.distributed.initialize`` once per process (a multirun's later jobs
+    reuse it), ended with one line if the others do not join within
+    ``hardware.distributed_timeout`` (JAX's own timeout aborts with a C++ trace)."""
     if jax.distributed.is_initialized():
         return
+    if config.process_id == 0 and config.coordinator_address is not None:
+        peers.check_port_free(config.coordinator_address)
     try:
-        jax.distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
+        with peers.deadline(config.distributed_timeout, _not_joined(config)):
+            jax.distributed.initialize(
+                config.coordinator_address,
+                config.num_processes,
+                config.process_id,
+                initialization_timeout=2 * config.distributed_timeout,  # a backstop: the deadline comes first
+                heartbeat_timeout_seconds=config.distributed_timeout,  # a backstop: jaxclf.peers notices at half
+                shutdown_timeout_seconds=config.distributed_timeout,
+            )
     except (RuntimeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise ConfigError(
@@ -176,3 +189,13 @@ def _join_processes(config: HardwareConfig) -> None:
             "and hardware.process_id"
         ) from None
     logger.info("Process %d of %d; %d devices in all", jax.process_index(), jax.process_count(), jax.device_count())
+
+
+def _not_joined(config: HardwareConfig) -> str:
+    where = config.coordinator_address or "the detected coordinator"
+    return (
+        f"hardware.distributed_timeout={config.distributed_timeout}: the run's processes did not all join at {where} "
+        f"within {config.distributed_timeout} s (hardware.num_processes={config.num_processes}); start every "
+        "process with the same hardware.coordinator_address and hardware.num_processes, each with its own "
+        "hardware.process_id"
+    )

@@ -51,6 +51,10 @@ class HardwareConfig:
     coordinator_address: str | None = resumable(None)  # host:port of process 0
     num_processes: int | None = resumable(None)
     process_id: int | None = resumable(None)
+    # Seconds a process waits for the others to join, or a run's processes
+    # wait for a silent one, before every process stops with one line
+    # (jaxclf.peers; JAX's own initialization and heartbeat timeouts).
+    distributed_timeout: int = resumable(60)
     cpu_devices: int | None = resumable(None)  # virtual CPU devices per process (hardware.platform=cpu)
     local_devices: int | None = resumable(None)  # the first N devices of each process (null: every one)
     # JAX's persistent compilation cache: a later launch of the same programs

@@ -7,13 +7,14 @@ step in flight, save a checkpoint and exit cleanly; a second SIGINT
 interrupts at once.
 
 In a multi-process run a scheduler may signal one process only (or each at a
-different moment): ``received_by_any_process`` makes every process agree, at
-the same step boundary, on whether any of them was signalled, so all of them
-save the same step together and stop.
+different moment): ``poll`` makes every process agree, at the same step
+boundary, on whether any of them was signalled, so all of them save the same
+step together and stop.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -21,8 +22,9 @@ from types import FrameType
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class PreemptionGuard:
     def __init__(self) -> None:
         self.received: signal.Signals | None = None
         self._previous: dict[int, Any] = {}
+        self._pending: jax.Array | None = None
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.received is not None and number == signal.SIGINT:
@@ -45,14 +48,18 @@ class PreemptionGuard:
         self.received = signal.Signals(number)
         logger.warning("%s received: stopping after the current step and saving a checkpoint", self.received.name)
 
-    def received_by_any_process(self) -> signal.Signals | None:
-        """The signal caught by this or any other process (the same answer in
-        every process), or None. Every process must call it at the same
-        points: with several processes it is a collective, a small host sync."""
+    def poll(self) -> signal.Signals | None:
+        """The signal caught by this or any other process, or None; every
+        process gets the same answer at the same call. Alone, it is this
+        process's. With several processes, each call starts an asynchronous
+        maximum over the processes of what each has caught and answers the one
+        the previous call started: the loop never waits for it, and a signal
+        acts within one jitted call. Every process must call it equally often."""
         if jax.process_count() == 1:
             return self.received
-        numbers = multihost_utils.process_allgather(np.int32(self.received or 0))
-        return signal.Signals(int(numbers.max())) if numbers.max() else None
+        previous, self._pending = self._pending, _maximum_over_processes(int(self.received or 0))
+        number = 0 if previous is None else int(previous)
+        return signal.Signals(number) if number else None
 
     def __enter__(self) -> PreemptionGuard:
         if threading.current_thread() is threading.main_thread():
@@ -64,3 +71,20 @@ class PreemptionGuard:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()
+
+
+@functools.cache
+def _maximum_program(device_count: int) -> tuple[NamedSharding, Any]:
+    """A value per device of every process in, their maximum out (replicated): compiled once."""
+    mesh = Mesh(np.asarray(jax.devices()), ("processes",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return NamedSharding(mesh, PartitionSpec("processes")), jax.jit(jnp.max, out_shardings=replicated)
+
+
+def _maximum_over_processes(value: int) -> jax.Array:
+    """The maximum of ``value`` over every process, on its way to the host (not waited for)."""
+    sharding, maximum = _maximum_program(jax.device_count())
+    local = np.full(jax.local_device_count(), value, np.int32)
+    result = maximum(jax.make_array_from_process_local_data(sharding, local))
+    result.copy_to_host_async()
+    return result

@@ -11,6 +11,7 @@ in ``workdir``: ``summary.json`` (fit) or ``evaluation.json`` (evaluate).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -25,8 +26,8 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from jaxclf import hardware as hardware_lib
+from jaxclf import peers, run_lock, runs, temperature
 from jaxclf import predict as predict_lib
-from jaxclf import run_lock, runs, temperature
 from jaxclf.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from jaxclf.config import Config, Mode, resumable_keys_of, validate
 from jaxclf.console import seconds_since_process_start
@@ -415,6 +416,16 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def _processes_agreed(cfg: DictConfig, workdir: str) -> contextlib.AbstractContextManager[None]:
+    """With several processes: they agree on the config and the run directory,
+    then watch each other while the run lasts (``jaxclf.peers``)."""
+    if jax.process_count() == 1:
+        return contextlib.nullcontext()
+    values = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    peers.agree(peers.compared_config(runs.flatten(values), workdir), cfg.hardware.distributed_timeout)
+    return peers.watched(cfg.hardware.distributed_timeout)
+
+
 def run(cfg: DictConfig, workdir: str, overrides: Sequence[str] = ()) -> Mapping[str, Any]:
     """Validates ``cfg`` and dispatches on ``cfg.mode``; training and
     evaluation hold ``workdir``'s lock (one process per run directory).
@@ -427,7 +438,7 @@ def run(cfg: DictConfig, workdir: str, overrides: Sequence[str] = ()) -> Mapping
             return describe(cfg)
         runs.check_writable(workdir)
         hardware = setup_hardware(cfg)  # first: the process index says who holds the lock
-        with run_lock.held(workdir, take=runs.is_primary_process()):
+        with _processes_agreed(cfg, workdir), run_lock.held(workdir, take=runs.is_primary_process()):
             if cfg.mode == Mode.fit:
                 return train_and_evaluate(cfg, workdir, hardware, overrides)
             if cfg.mode == Mode.predict:

@@ -192,7 +192,7 @@ class Trainer:
         a callback is due (logging, evaluation, checkpoints) and reads at the
         next one, so the host runs at most one period ahead. Saving a
         checkpoint, evaluating and the end read the state itself. With
-        several processes, they agree on a preemption signal at due steps.
+        several processes, they agree on a preemption signal one call after it came.
         """
         if data.train is None:
             raise ValueError("fit needs training data (DataModule.train)")
@@ -217,10 +217,9 @@ class Trainer:
                     counts = latest_counts
                     counts.copy_to_host_async()
                 self._emit("on_train_steps_end", state, step)
-                if due or jax.process_count() == 1:  # agreeing across processes is a collective
-                    received = preemption.received_by_any_process()
-                    if received is not None:
-                        self._save_and_stop(state, received)
+                received = preemption.poll()  # the same answer in every process
+                if received is not None:
+                    self._save_and_stop(state, received)
         self.check_updates(state)
         self._emit("on_fit_end", state)
         return state
