@@ -60,6 +60,7 @@ def check_port_free(address: str) -> None:
     coordination service shares its port with a second one, and both hang)."""
     port = int(address.rsplit(":", 1)[-1])
     with socket.socket(socket.AF_INET6 if ":" in address.rsplit(":", 1)[0] else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed run's lingering connections are fine
         try:
             probe.bind(("", port))
         except OSError:
