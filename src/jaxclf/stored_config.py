@@ -26,7 +26,7 @@ TRUST_FLAG = "evaluation.trust_run_config=true"
 TARGET_PREFIXES = {"model": "jaxclf.models.", "optim": "jaxclf.optim."}
 READ_SECTIONS = ("model", "optim", "data", "trainer")
 # The modules of jaxclf that register a TFDS builder (``data.builder_module``).
-BUILDER_MODULES = frozenset({"jaxclf.data.digits"})
+BUILDER_MODULES = frozenset({"jaxclf.data.digits", "jaxclf.data.mnist_files"})
 
 
 def checked(saved: Mapping[str, Any], run_dir: str, trust: bool) -> Mapping[str, Any]:

