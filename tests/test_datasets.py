@@ -157,7 +157,7 @@ def test_data_that_is_not_there_is_a_config_error_saying_how_to_prepare_it(
     with pytest.raises(ConfigError) as error:
         build_splits(OmegaConf.to_object(cfg.data))
     assert message.format(**names) in str(error.value) and "\n" not in str(error.value)
-    hint = "data.manual_dir" if cfg.data.name == "imagenet2012" else "tfds build"
+    hint = {"imagenet2012": "data.manual_dir", "mnist": "jaxclf-data fetch mnist"}.get(cfg.data.name, "tfds build")
     assert hint in str(error.value)
 
 

@@ -212,11 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as error:
         print(f"jaxclf-data: error: {error}", file=sys.stderr)
         sys.exit(2)
-    data_dir = arguments.data_dir or DEFAULT_DATA_DIR
-    print(
-        f"{arguments.name} is prepared in {prepared}; train on it: python launch.py data={arguments.name} "
-        f"data.data_dir={data_dir}"
-    )
+    where = f" data.data_dir={arguments.data_dir}" if arguments.data_dir else ""
+    print(f"{arguments.name} is prepared in {prepared}; train on it: python launch.py data={arguments.name}{where}")
 
 
 if __name__ == "__main__":
