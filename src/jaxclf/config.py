@@ -39,6 +39,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from jaxclf.argument_rules import check_arguments
 from jaxclf.data.config import DataConfig
+from jaxclf.data.folder_layout import class_names
 from jaxclf.errors import ConfigError, config_error
 from jaxclf.evaluation_config import EvaluationConfig
 from jaxclf.hardware_config import HardwareConfig, Platform
@@ -136,6 +137,8 @@ if not OmegaConf.has_resolver("jaxclf_log_file"):
     OmegaConf.register_new_resolver("jaxclf_log_file", log_file)
 if not OmegaConf.has_resolver("jaxclf_job_dirname"):
     OmegaConf.register_new_resolver("jaxclf_job_dirname", job_dirname)
+if not OmegaConf.has_resolver("jaxclf_folder_classes"):  # data=folder's num_classes: its class folders
+    OmegaConf.register_new_resolver("jaxclf_folder_classes", lambda path: len(class_names(path)) if path else 0)
 
 
 # -- validation ------------------------------------------------------------------
@@ -265,6 +268,12 @@ def _check_hardware(hardware: DictConfig) -> None:
 
 
 def _check_data(data: DictConfig) -> None:
+    if data.name == "folder":
+        if data.path is None:
+            raise ConfigError("data=folder needs data.path=DIR: a folder with one sub-folder of images per class")
+        class_names(data.path)  # a one-line error for a folder without class folders
+        if not 0 <= data.folder_holdout < 0.5:
+            raise ConfigError(f"data.folder_holdout={data.folder_holdout} is not valid; it must lie in [0, 0.5)")
     channels = data.image_shape[-1]
     for key in ("mean", "std"):
         if len(data[key]) != channels:

@@ -38,7 +38,11 @@ class SyntheticExamplesConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    name: str = MISSING  # TFDS dataset name, or "synthetic" (random images and labels)
+    name: str = MISSING  # TFDS dataset name, "synthetic" (random images and labels) or "folder" (data.path)
+    # data=folder: a folder of images, one sub-folder per class (jaxclf.data.image_folder), and the
+    # fraction of each class held out for validation and for test when it has no train/ validation/ test/.
+    path: Optional[str] = None
+    folder_holdout: float = 0.1
     # Module to import so that a builder outside the TFDS catalog registers.
     builder_module: Optional[str] = None
     data_dir: Optional[str] = resumable(None)  # None: TFDS's default (~/tensorflow_datasets)

@@ -18,7 +18,7 @@ import io
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from jaxclf.errors import ConfigError
@@ -42,13 +42,16 @@ def open_builder(name: str, *, data_dir: str | None, manual_dir: str | None, bui
         return builder  # prepared, or nothing here can prepare it (open_source says how)
     if manual_dir is not None and manual and (not os.path.isdir(manual_dir) or not os.listdir(manual_dir)):
         raise ConfigError(f"data.manual_dir={manual_dir} is empty or missing; put {name}'s downloaded archives there")
-    try:
-        return _prepared(builder, name, data_dir, manual_dir if manual else None)
-    except OSError as error:  # a read-only or full data dir
-        raise ConfigError(
-            f"data.data_dir={data_dir}: {name} cannot be prepared there ({error.strerror or error}: "
-            f"{error.filename or builder.data_dir}); choose a writable data.data_dir"
-        ) from None
+    return prepared(lambda: _builder(name, data_dir), name, data_dir, manual_dir if manual else None)
+
+
+def open_folder(path: str | None, holdout: float, data_dir: str | None):
+    """The prepared dataset of the image folder at ``path`` (``data=folder``), prepared on first use."""
+    from jaxclf.data import image_folder
+
+    if path is None or not os.path.isdir(path):
+        raise ConfigError(f"data.path={path} is not a folder; data=folder needs data.path=DIR (a folder per class)")
+    return prepared(lambda: image_folder.builder(path, holdout, data_dir), f"data.path={path}", data_dir)
 
 
 def _builder(name: str, data_dir: str | None):
@@ -64,18 +67,29 @@ def _builder(name: str, data_dir: str | None):
         raise damaged_error(name, os.path.join(data_dir or "~/tensorflow_datasets", name), error) from None
 
 
-def _prepared(builder, name: str, data_dir: str | None, manual_dir: str | None):
-    """``builder``, prepared by this process unless another did it while this one waited."""
+def prepared(make: Callable[[], Any], name: str, data_dir: str | None, manual_dir: str | None = None):
+    """The builder ``make()`` returns, prepared by this process unless it is
+    prepared already or another process did it while this one waited; a
+    ``ConfigError`` naming ``data.data_dir`` where it cannot be written."""
     import tensorflow_datasets as tfds
 
-    with _preparation_lock(builder):
-        builder = _builder(name, data_dir)
-        if not builder.is_prepared():
-            _hide_accelerators_from_tensorflow()
-            _remove_incomplete(builder)
-            download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-            with _quiet_unless(manual_dir is not None, builder):
-                builder.download_and_prepare(file_format="array_record", download_config=download_config)
+    builder = make()
+    if builder.is_prepared():
+        return builder
+    try:
+        with _preparation_lock(builder):
+            builder = make()
+            if not builder.is_prepared():
+                _hide_accelerators_from_tensorflow()
+                _remove_incomplete(builder)
+                download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+                with _quiet_unless(manual_dir is not None, builder):
+                    builder.download_and_prepare(file_format="array_record", download_config=download_config)
+    except OSError as error:  # a read-only or full data dir
+        raise ConfigError(
+            f"data.data_dir={data_dir}: {name} cannot be prepared there ({error.strerror or error}: "
+            f"{error.filename or builder.data_dir}); choose a writable data.data_dir"
+        ) from None
     return builder
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxclf.data.augment import Augmenter, BatchRng, evaluation_view
 from jaxclf.data.config import DataConfig, SplitName
-from jaxclf.data.source import Source, open_builder, open_source
+from jaxclf.data.source import Source, open_builder, open_folder, open_source
 from jaxclf.errors import ConfigError
 
 HOLDOUT_SEED = 0  # fixed: a dataset's minival is the same for every run
@@ -186,9 +186,12 @@ def build_splits(data: DataConfig) -> dict[str, Split]:
             )
             for index, role in enumerate(SplitName)
         }
-    builder = open_builder(
-        data.name, data_dir=data.data_dir, manual_dir=data.manual_dir, builder_module=data.builder_module
-    )
+    if data.name == "folder":
+        builder = open_folder(data.path, data.folder_holdout, data.data_dir)
+    else:
+        builder = open_builder(
+            data.name, data_dir=data.data_dir, manual_dir=data.manual_dir, builder_module=data.builder_module
+        )
     encoded = not data.in_memory
     splits: dict[str, Split] = {}
     for role, (role_source, positions) in _role_positions(data, builder).items():
