@@ -200,8 +200,7 @@ def _exit_now(code: int) -> None:
     jaxclf.peers). Process 0 serves the other processes' coordination: it
     leaves a moment later, so theirs do not find it gone mid-exit."""
     logging.shutdown()
-    jax = sys.modules.get("jax")
-    if jax is not None and jax.distributed.is_initialized() and jax.process_index() == 0:
+    if _joined_processes() and sys.modules["jax"].process_index() == 0:
         time.sleep(1.0)
     os._exit(code)
 
