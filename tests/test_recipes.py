@@ -149,6 +149,12 @@ def test_the_digits_recipes_are_chosen_by_the_model(compose, model, key, value):
     assert _value(compose([f"model={model}"]), key) == value
 
 
+def test_the_cnn_on_mnist_takes_its_measured_recipe(compose):
+    cfg = compose(["model=cnn", "data=mnist"], return_hydra_config=True)
+    assert cfg.hydra.runtime.choices["recipe"] == "cnn_mnist"
+    assert (cfg.trainer.max_steps, cfg.trainer.ema_decay) == (1200, 0.999)
+
+
 def test_a_momentum_recipe_with_adamw_fails_while_composing(compose):
     from hydra.errors import ConfigCompositionException
 
