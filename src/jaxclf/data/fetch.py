@@ -23,7 +23,6 @@ import dataclasses
 import gzip
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -162,26 +161,23 @@ def _tar_member(archive: tarfile.TarFile, member: str) -> bytes:
     return file.read()
 
 
-def _prepared_dir(name: str, data_dir: str) -> str | None:
+def _builder(name: str, data_dir: str):
     from jaxclf.data.mnist_files import BUILDERS
 
-    builder = BUILDERS[name](data_dir=data_dir, file_format="array_record")
+    return BUILDERS[name](data_dir=data_dir, file_format="array_record")
+
+
+def _prepared_dir(name: str, data_dir: str) -> str | None:
+    builder = _builder(name, data_dir)
     return str(builder.data_dir) if builder.is_prepared() else None
 
 
 def _prepare(name: str, data_dir: str, manual_dir: Path) -> str:
-    """The dataset prepared from ``manual_dir`` into ``data_dir`` (again, if a
-    preparation was left half done); its directory."""
-    import tensorflow_datasets as tfds
+    """The dataset prepared from ``manual_dir`` into ``data_dir`` as a run
+    prepares one (a lock, a killed preparation's leftovers removed); its directory."""
+    from jaxclf.data.source import prepared
 
-    from jaxclf.data.mnist_files import BUILDERS
-
-    builder = BUILDERS[name](data_dir=data_dir, file_format="array_record")
-    if not builder.is_prepared():
-        shutil.rmtree(builder.data_dir, ignore_errors=True)
-        download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-        builder.download_and_prepare(file_format="array_record", download_config=download_config)
-    return str(builder.data_dir)
+    return str(prepared(lambda: _builder(name, data_dir), name, data_dir, str(manual_dir)).data_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

