@@ -118,6 +118,25 @@ def test_bad_hardware_keys_are_one_line(tmp_path, data_dir, overrides, message):
 # -- configs ------------------------------------------------------------------------
 
 
+def test_a_gpu_run_leaves_jax_to_find_either_gpu_backend():
+    """``jax_platforms="gpu"`` is expanded to CUDA and ROCm, and JAX 0.11 with only its CUDA plugin
+    refuses to start with it ("Backend 'rocm' is not in the list of known backends", seen on an H200)."""
+    program = (
+        "import jax\n"
+        "from jaxclf import hardware\n"
+        "from jaxclf.errors import ConfigError\n"
+        "try:\n"
+        "    hardware.setup(hardware.HardwareConfig(platform='gpu'))\n"
+        "except ConfigError as error:\n"
+        "    print(error)\n"
+        "print(repr(jax.config.jax_platforms))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    no_gpu, platforms = result.stdout.strip().splitlines()[-2:]
+    assert no_gpu.startswith("hardware.platform='gpu': JAX finds no gpu devices")  # this machine has none
+    assert "gpu" not in platforms
+
+
 def test_the_slurm_config_starts_one_distributed_process_per_gpu(compose):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf

@@ -108,7 +108,10 @@ def setup(config: HardwareConfig) -> Hardware:
 
     Must run before anything else touches a JAX backend."""
     platform = Platform(config.platform).value
-    jax.config.update("jax_platforms", platform)
+    if platform != Platform.gpu.value:
+        # Not for "gpu": jax_platforms expands it to CUDA and ROCm, and a JAX with only
+        # one of them installed then refuses to start; jax.devices("gpu") finds either.
+        jax.config.update("jax_platforms", platform)
     if config.compilation_cache_dir is not None:
         use_compilation_cache(config.compilation_cache_dir)
     if config.keep_host_memory:
