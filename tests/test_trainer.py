@@ -358,6 +358,19 @@ def test_a_training_steps_flops_estimate_matches_the_dense_layers_closed_form():
     assert train_step_flops(model, (8, 8, 1), 128) == pytest.approx(expected, rel=0.05)
 
 
+def test_a_backend_without_a_cost_analysis_runs_one_step_a_call():
+    """JAX 0.11's CUDA backend returns no cost analysis for a lowered program (seen on an H200)."""
+    from jaxclf.describe import compiled_flops
+    from jaxclf.trainer import fused_steps_per_call
+
+    class Uncounted:  # what jax.stages.Lowered is there: cost_analysis() is None
+        def cost_analysis(self) -> None:
+            return None
+
+    flops = compiled_flops(Uncounted())
+    assert np.isnan(flops) and fused_steps_per_call(flops) == 1
+
+
 @pytest.mark.parametrize(("model", "calls"), [("mlp", [10, 20, 30]), ("vit", [1, 2, 3])])
 def test_by_default_only_cheap_steps_are_fused(compose, data_dir, tmp_path, model, calls):
     """The MLP's step (0.07 GFLOP) is fused 10 to a call; the small ViT's with 2x2 patches (1.8 GFLOP) runs alone."""

@@ -46,6 +46,8 @@ def compiled_flops(compiled: Any) -> float:
     analysis = compiled.cost_analysis()
     if isinstance(analysis, list):  # older JAX: one dict per device program
         analysis = analysis[0]
+    if analysis is None:  # not every backend counts a lowered program (JAX 0.11's CUDA does not)
+        return float("nan")
     return float(analysis.get("flops", float("nan")))
 
 
