@@ -6,7 +6,8 @@ utilisation: XLA's cost analysis of the compiled step (FLOPs per step) ÷ the
 step time ÷ the accelerator's peak dense bf16 FLOP/s (``PEAK_BF16_FLOPS``,
 looked up by device kind). Programs: ViT-S/16 and ViT-B/16 with XLA's and
 cuDNN's attention, ResNet-50; then the ImageNet input pipeline's images/s on
-this machine's cores (JPEG decode, Inception crop, flip: ``bench/input.py``'s).
+this machine's cores (JPEG decode, Inception crop, flip, as for
+``data=imagenet2012``) on generated 224x224 JPEGs.
 
 ``--dry-run`` compiles and runs the same programs on the CPU at tiny sizes
 (32x32 images, narrow and shallow models, XLA attention): a check that the
@@ -18,17 +19,21 @@ script works, not a measurement.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import statistics
 import time
 from dataclasses import dataclass
 
 import jax
+import numpy as np
+from PIL import Image
 
 import jaxclf.config  # noqa: F401  (registers the schema)
-from input import imagenet_split, loader_images_per_sec  # bench/ is on sys.path when this script runs
 from jaxclf import hardware as hardware_lib
+from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import TrainLoader
+from jaxclf.data.splits import EncodedSplit
 from workload import TrainingStep, composed, random_batch  # bench/ is on sys.path when this script runs
 
 # Dense bf16 peaks from the vendors' data sheets (no sparsity), by a word of jax's device_kind.
@@ -95,6 +100,28 @@ def measure(program: Program, dtype: str, steps: int, warmup: int) -> dict[str, 
     return {"compile_s": compile_s, "images_per_s": program.batch_size / seconds, "flops": cost.get("flops", 0.0)}
 
 
+def imagenet_split(num_images: int, workers: int) -> EncodedSplit:
+    """JPEGs of smooth random images (JPEG-compressible, like photographs), 224x224, quality 90."""
+    rng = np.random.default_rng(0)
+    records = []
+    for index in range(num_images):
+        coarse = rng.integers(0, 256, size=(14, 14, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(coarse).resize((224, 224), Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=90)
+        records.append({"image": buffer.getvalue(), "label": index % 1000})
+    augment = Augmenter(inception_crop=True, horizontal_flip=True)
+    return EncodedSplit(records, np.arange(num_images), (224, 224, 3), augment, workers)
+
+
+def loader_images_per_sec(loader: TrainLoader, calls: int) -> float:
+    """The loader alone: images/s of ``batches`` over ``calls`` one-step calls (after one untimed)."""
+    jax.block_until_ready(loader.batches(0, 1))  # warm-up: first call, threads started
+    start = time.perf_counter()
+    for call in range(1, calls + 1):
+        jax.block_until_ready(loader.batches(call, 1))
+    return calls * loader.batch_size / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="the same programs on the CPU at tiny sizes")
@@ -127,7 +154,7 @@ def main() -> None:
     workers = os.cpu_count() or 1
     split = imagenet_split(32 if args.dry_run else args.input_images, workers)
     loader = TrainLoader(split, 16 if args.dry_run else 64, 0, hardware, workers=workers)
-    rates = [loader_images_per_sec(loader, 2 if args.dry_run else 10, 1) for _ in range(3)]
+    rates = [loader_images_per_sec(loader, 2 if args.dry_run else 10) for _ in range(3)]
     loader.close()
     each = ", ".join(f"{rate:.0f}" for rate in rates)
     print(f"ImageNet input pipeline, {workers} workers: {statistics.median(rates):.0f} img/s (median of {each})")

@@ -45,6 +45,15 @@ EVERY_OUTPUT = ("callbacks.tensorboard.images=true", "evaluation.temperature_sca
 
 
 @pytest.fixture(scope="session")
+def fetched_data_dir() -> str:
+    """The data dir where ``.ci/run`` fetched the real datasets (``jaxclf-data fetch``)."""
+    directory = os.environ.get("JAXCLF_FETCHED_DATA_DIR")
+    if not directory:
+        pytest.skip("JAXCLF_FETCHED_DATA_DIR is not set (.ci/run sets it after jaxclf-data fetch mnist_5k)")
+    return directory
+
+
+@pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, data_dir) -> Path:
     """A finished TINY run of the default model; tests only read it (or copy it)."""
     run_dir = tmp_path_factory.mktemp("run")

@@ -65,15 +65,16 @@ def test_figures_benchmark_runs():
     assert len(result.stdout.splitlines()) == 7  # the heading and six rows
 
 
-def test_input_benchmark_runs(data_dir):
+def test_input_benchmark_runs_each_loader_on_real_images_in_memory_and_as_jpegs(fetched_data_dir, tmp_path):
     result = _run(
         "bench/input.py",
-        *("--cases", "digits", "--repeats", "1", "--steps-scale", "0.01"),  # the JPEG path: device.sh's dry run
-        *("--data-dir", data_dir),
+        *("--cases", "mnist_5k", "jpeg_folder", "--jpeg-source", "mnist_5k", "--jpegs-per-class", "10"),
+        *("--repeats", "1", "--steps-scale", "0.05", "--data-dir", fetched_data_dir, "--work-dir", str(tmp_path)),
     )
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines()[2:]]
-    assert [(row[0], row[1]) for row in rows] == [("digits", "model=mlp")]
+    rows = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and line.split()]
+    assert rows == ["loader", "jaxclf", "tf.data", "grain", "resident"] * 2
+    assert sorted(path.name for path in (tmp_path / "mnist_5k_jpegs_10").iterdir()) == [f"class_{n}" for n in range(10)]
 
 
 def test_device_benchmark_dry_run_compiles_the_same_programs_on_the_cpu():
