@@ -149,10 +149,20 @@ def test_the_digits_recipes_are_chosen_by_the_model(compose, model, key, value):
     assert _value(compose([f"model={model}"]), key) == value
 
 
-def test_the_cnn_on_mnist_takes_its_measured_recipe(compose):
-    cfg = compose(["model=cnn", "data=mnist"], return_hydra_config=True)
-    assert cfg.hydra.runtime.choices["recipe"] == "cnn_mnist"
-    assert (cfg.trainer.max_steps, cfg.trainer.ema_decay) == (1200, 0.999)
+@pytest.mark.parametrize(
+    ("model", "data", "max_steps", "ema_decay"),
+    [
+        ("cnn", "mnist", 1200, 0.999),
+        ("cnn", "fashion_mnist", 2400, 0.999),
+        ("vit", "mnist", 3000, 0.999),
+        ("mlp", "mnist", 3000, 0.999),
+        ("cnn", "mnist_5k", 300, 0.99),
+    ],
+)
+def test_the_real_data_recipes_are_chosen_with_their_measured_budget(compose, model, data, max_steps, ema_decay):
+    cfg = compose([f"model={model}", f"data={data}"], return_hydra_config=True)
+    assert cfg.hydra.runtime.choices["recipe"] == f"{model}_{data}"
+    assert (cfg.trainer.max_steps, cfg.trainer.ema_decay) == (max_steps, ema_decay)
 
 
 def test_a_momentum_recipe_with_adamw_fails_while_composing(compose):
