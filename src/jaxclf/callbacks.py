@@ -56,7 +56,15 @@ def is_due(step: int, every_steps: int | None) -> bool:
 
 
 class Callback:
-    """Base class: override the events you need."""
+    """Base class: override the events you need. The Trainer calls every
+    callback's hook in ``order`` (lower first) with itself as ``trainer``.
+
+    Attributes:
+        order: where this callback runs among the others (the checkpoint
+            callback runs after the evaluation whose metric it ranks).
+        every_steps: a period; the Trainer ends its jitted calls on multiples
+            of it, so ``on_train_steps_end`` sees each multiple (None: no period).
+    """
 
     order: int = 0
     every_steps: int | None = None  # the Trainer ends jitted calls on its multiples
@@ -76,32 +84,76 @@ class Callback:
         return None
 
     def on_fit_start(self, trainer: Trainer, state: TrainState) -> None:
-        pass
+        """Before the first training call of ``fit``.
+
+        Args:
+            trainer: the Trainer calling.
+            state: the state training starts from (initial or resumed).
+        """
 
     def on_train_steps_end(self, trainer: Trainer, state: TrainState, step: int) -> None:
-        pass
+        """After each jitted call of one or more training steps. Reading ``state``
+        waits for the device: do it only where ``step`` is due for this callback.
+
+        Args:
+            trainer: the Trainer calling; set ``trainer.should_stop`` to end ``fit``.
+            state: the state after the call (still being computed on the device).
+            step: the number of steps trained so far.
+        """
 
     def on_eval_end(self, trainer: Trainer, state: TrainState, step: int, split: str, results: EvalResults) -> None:
-        pass
+        """After ``trainer.evaluate`` (during ``fit`` or after it).
+
+        Args:
+            trainer: the Trainer calling.
+            state: the evaluated state.
+            step: its step.
+            split: the evaluated split's name (``validation``, ``test``, ...).
+            results: its metrics.
+        """
 
     def on_save_checkpoint(self, trainer: Trainer, step: int) -> None:
-        pass
+        """Just before a checkpoint is written, then ``state_dict`` is saved with it.
+
+        Args:
+            trainer: the Trainer calling.
+            step: the step being saved.
+        """
 
     def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
-        pass
+        """After the last training call of ``fit`` (not after a preemption).
+
+        Args:
+            trainer: the Trainer calling.
+            state: the final state.
+        """
 
     def on_test_end(self, trainer: Trainer, state: TrainState, results: Mapping[str, EvalResults]) -> None:
-        pass
+        """After ``trainer.test``.
+
+        Args:
+            trainer: the Trainer calling.
+            state: the tested state.
+            results: each tested split's metrics, by name.
+        """
 
     def teardown(self, trainer: Trainer) -> None:
-        pass
+        """When the Trainer closes: release files, writers and threads.
+
+        Args:
+            trainer: the Trainer closing.
+        """
 
     def state_dict(self) -> dict[str, Any] | None:
         """State to save in checkpoints, JSON-serialisable (None: nothing to save)."""
         return None
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pass
+        """Restores what ``state_dict`` returned, from a resumed checkpoint.
+
+        Args:
+            state: the saved state.
+        """
 
 
 def improves(value: float, best: float | None, mode: MetricMode, min_delta: float = 0.0) -> bool:

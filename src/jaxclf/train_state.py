@@ -277,7 +277,16 @@ class Classifier:
     ``model`` mapping images to logits, its ``optimizer`` and ``objective``,
     its input: ``image_shape`` (``[H, W, C]``) and ``normalize``, which
     turns raw pixels into the model's input on device; and ``ema_decay``,
-    where its weights' moving average is kept and evaluated."""
+    where its weights' moving average is kept and evaluated.
+
+    Args:
+        model: a linen module, ``model.apply(variables, images, train=...)`` -> logits.
+        optimizer: an optax transformation (``jaxclf.optim``).
+        objective: the loss and the targets it compares with (``jaxclf.objectives``).
+        image_shape: one input image's shape, ``[H, W, C]``.
+        normalize: raw pixels -> the model's input, applied on device.
+        ema_decay: keep this moving average of the weights and evaluate it (None: off).
+    """
 
     model: nn.Module
     optimizer: optax.GradientTransformation

@@ -64,6 +64,15 @@ class Trainer:
     ``state_key``), and batches are addressed by step. A checkpoint of another
     config is refused. SIGTERM or SIGINT during ``fit`` saves the step in
     flight and raises ``Preempted``.
+
+    Args:
+        config: the loop's settings (``trainer`` group): ``max_steps``,
+            ``steps_per_call``, ``resume``, ``on_nonfinite``, ``max_time``.
+        hardware: the mesh and shardings (``hardware.setup``).
+        callbacks: what runs around the loop: evaluation, checkpoints,
+            logging, early stopping (``jaxclf.callbacks``).
+        workdir: the run directory: checkpoints are written under it.
+        run_config: the config saved with each checkpoint and compared on resume.
     """
 
     def __init__(
@@ -185,7 +194,14 @@ class Trainer:
         self, classifier: Classifier, data: DataModule, state: TrainState | None = None, seed: int = 0
     ) -> TrainState:
         """Trains from ``state`` (default: the initial or resumed state) up to
-        ``config.max_steps`` or until a callback sets ``should_stop``.
+        ``config.max_steps`` or until a callback sets ``should_stop``, and
+        returns the final state.
+
+        Args:
+            classifier: the model, optimizer and objective to train.
+            data: the training batches and the splits to evaluate.
+            state: where to start (default: ``initial_state``).
+            seed: the initial state's seed, where there is nothing to resume.
 
         The loop never waits for the device: it learns of non-finite updates
         from a copy of the state's counts that it starts at each step where

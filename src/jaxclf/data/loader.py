@@ -160,10 +160,15 @@ def eval_batches(split: Split, batch_size: int, hardware: Hardware) -> Iterator[
 
 @dataclasses.dataclass(eq=False)
 class DataModule:
-    """What a Trainer reads: step-addressed training batches (``train``; None
-    when only evaluating) and the splits it evaluates, by name, in padded
-    batches of ``eval_batch_size``; ``num_classes`` labels. Top-5 accuracy
-    is reported with more than ``top5_min_classes`` classes."""
+    """What a Trainer reads (the role of Lightning's DataModule).
+
+    Args:
+        train: step-addressed training batches (None when only evaluating).
+        eval_splits: the splits it evaluates, by name (``validation``, ``test``, ...).
+        eval_batch_size: their batch size; the last batch is padded and masked.
+        num_classes: the number of labels.
+        top5_min_classes: top-5 accuracy is reported above this many classes.
+    """
 
     train: TrainLoader | None
     eval_splits: Mapping[str, Split]
