@@ -60,6 +60,7 @@ from jaxclf import hardware as hardware_lib
 from jaxclf.console import quiet_libraries
 from jaxclf.data import image_folder
 from jaxclf.data.augment import Augmenter
+from jaxclf.data.config import DataConfig
 from jaxclf.data.loader import TrainLoader
 from jaxclf.data.splits import EncodedSplit, InMemorySplit, Split, build_splits
 from jaxclf.hardware import Hardware
@@ -113,8 +114,10 @@ def write_jpeg_folder(folder: Path, source: Case, per_class: int) -> None:
 # --- tf.data -----------------------------------------------------------------------------------
 
 
-def tf_in_memory(split: InMemorySplit, augment: Augmenter, batch_size: int, threads: int) -> tf.data.Dataset:
-    """Per-example pad-and-shift (and flip) of the decoded images."""
+def tf_in_memory(split: InMemorySplit, batch_size: int, threads: int) -> tf.data.Dataset:
+    """Per-example pad-and-shift (and flip) of the decoded images, as ``split.augment`` configures."""
+    augment = split.augment
+    assert augment is not None
     padding = augment.crop_padding
 
     def augmented(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -131,7 +134,7 @@ def tf_in_memory(split: InMemorySplit, augment: Augmenter, batch_size: int, thre
 
 def tf_jpegs(folder: Path, batch_size: int, threads: int) -> tf.data.Dataset:
     """The folder's JPEGs as TFRecords; an Inception crop that decodes only the crop, resized, flipped."""
-    config = image_folder.FolderConfig(path=str(folder), holdout=0.1)
+    config = image_folder.FolderConfig(path=str(folder), holdout=DataConfig.folder_holdout)  # as data=folder
     builder = image_folder.ImageFolder(config=config, data_dir=f"{folder}.tfrecord", file_format="tfrecord")
     if not builder.is_prepared():
         builder.download_and_prepare()
@@ -220,8 +223,7 @@ class Loaders:
         self.loader = TrainLoader(split, case.batch_size, 0, hardware, prefetch=2, workers=threads)
         steps = itertools.count()  # each measure goes on where the last stopped, as the others' iterators do
         if isinstance(split, InMemorySplit):
-            assert split.augment is not None
-            dataset = tf_in_memory(split, split.augment, case.batch_size, threads)
+            dataset = tf_in_memory(split, case.batch_size, threads)
         else:
             dataset = tf_jpegs(folder, case.batch_size, threads)
         self.feeds: dict[str, Feed] = {
