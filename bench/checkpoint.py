@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from hydra.utils import instantiate
 
-import jaxclf.config  # noqa: F401  (registers the schema)
+import jaxclf.config.schema  # noqa: F401  (registers the schema)
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.train_state import count_params, create_train_state
 from overhead import configured, trainer_timing  # bench/ is this script's directory

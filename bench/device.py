@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-import jaxclf.config  # noqa: F401  (registers the schema)
+import jaxclf.config.schema  # noqa: F401  (registers the schema)
 from jaxclf import hardware as hardware_lib
 from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import TrainLoader

@@ -19,7 +19,7 @@ import numpy as np
 
 from workload import seconds  # bench/ is on sys.path when this script runs
 
-IMPORT = "import time; t = time.perf_counter(); import jaxclf.blitted_figure; print(time.perf_counter() - t)"
+IMPORT = "import time; t = time.perf_counter(); import jaxclf.figures.canvas; print(time.perf_counter() - t)"
 
 
 def import_seconds() -> float:
@@ -32,10 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from jaxclf.calibration import ReliabilityDiagram
-    from jaxclf.confusion_figure import ConfusionImage
+    from jaxclf.figures.calibration import ReliabilityDiagram
+    from jaxclf.figures.confusion import ConfusionImage
+    from jaxclf.figures.mistakes import mistakes_grid
     from jaxclf.metrics import NUM_CALIBRATION_BINS
-    from jaxclf.misclassified import mistakes_grid
 
     rng = np.random.default_rng(0)
     count = rng.integers(0, 50, NUM_CALIBRATION_BINS).astype(np.float64)

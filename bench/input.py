@@ -55,12 +55,12 @@ import tensorflow_datasets as tfds
 from omegaconf import OmegaConf
 from PIL import Image
 
-import jaxclf.config  # noqa: F401  (registers the schema)
+import jaxclf.config.schema  # noqa: F401  (registers the schema)
 from jaxclf import hardware as hardware_lib
+from jaxclf.config.data import DataConfig
 from jaxclf.console import quiet_libraries
 from jaxclf.data import image_folder
 from jaxclf.data.augment import Augmenter
-from jaxclf.data.config import DataConfig
 from jaxclf.data.loader import TrainLoader
 from jaxclf.data.splits import EncodedSplit, InMemorySplit, Split, build_splits
 from jaxclf.hardware import Hardware

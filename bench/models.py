@@ -34,9 +34,9 @@ import jax
 import numpy as np
 from hydra.utils import instantiate
 
-import jaxclf.config  # noqa: F401  (registers the schema)
-from jaxclf.describe import compiled_flops
+import jaxclf.config.schema  # noqa: F401  (registers the schema)
 from jaxclf.host_memory import keep_freed_memory
+from jaxclf.steps_per_call import compiled_flops
 from jaxclf.train_state import create_train_state, train_step
 from workload import composed, random_batch, seconds  # bench/ is on sys.path when this script runs
 

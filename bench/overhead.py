@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import jax
 
-import jaxclf.config  # noqa: F401  (registers the schema)
+import jaxclf.config.schema  # noqa: F401  (registers the schema)
+from jaxclf.build import build
 from jaxclf.callbacks import Callback
 from jaxclf.metrics import TrainMetrics
-from jaxclf.run import build
 from workload import composed  # bench/ is on sys.path when this script runs
 
 POLICIES = ("stop", "skip")

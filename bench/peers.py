@@ -39,9 +39,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-import jaxclf.config  # noqa: F401  (registers the schema)
+import jaxclf.config.schema  # noqa: F401  (registers the schema)
+from jaxclf.build import build_classifier
 from jaxclf.host_memory import keep_freed_memory
-from jaxclf.run import build_classifier
 from jaxclf.train_state import train_step
 from workload import composed, random_batch  # bench/ is on sys.path when this script runs
 

@@ -24,10 +24,10 @@ import tempfile
 
 import jax
 
-import jaxclf.config  # noqa: F401  (registers the schema)
+import jaxclf.config.schema  # noqa: F401  (registers the schema)
 from jaxclf import hardware as hardware_lib
+from jaxclf.build import build_classifier, build_data, typed
 from jaxclf.hardware import Hardware, HardwareConfig, make_mesh
-from jaxclf.run import build_classifier, build_data, typed
 from jaxclf.trainer import Trainer, TrainerConfig
 from overhead import Stopwatch  # bench/ is on sys.path when this script runs
 from workload import composed

@@ -12,8 +12,8 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from jaxclf.build import build_classifier
 from jaxclf.metrics import TrainMetrics
-from jaxclf.run import build_classifier
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

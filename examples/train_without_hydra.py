@@ -17,13 +17,12 @@ import numpy as np
 import optax
 from sklearn.datasets import load_digits
 
-from jaxclf.callbacks import ModelCheckpoint, PeriodicEvaluation
+from jaxclf.callbacks import ModelCheckpoint, PeriodicEvaluation, TensorBoardLogger
 from jaxclf.data.digits import split_indices
 from jaxclf.data.loader import DataModule, Normalizer, TrainLoader
 from jaxclf.data.splits import InMemorySplit
 from jaxclf.hardware import HardwareConfig, setup
 from jaxclf.objectives import Objective
-from jaxclf.tensorboard_logger import TensorBoardLogger
 from jaxclf.train_state import Classifier
 from jaxclf.trainer import Trainer, TrainerConfig
 

@@ -39,9 +39,12 @@ TINY = (
     "callbacks.tensorboard.every_steps=20",
     "callbacks.progress_bar=null",
     "callbacks.tensorboard.images=false",
-    "evaluation.temperature_scaling=false",
+    "callbacks.temperature_scaling=null",
 )
-EVERY_OUTPUT = ("callbacks.tensorboard.images=true", "evaluation.temperature_scaling=true")
+EVERY_OUTPUT = (
+    "callbacks.tensorboard.images=true",
+    "callbacks.temperature_scaling={_target_:jaxclf.callbacks.TemperatureScaling}",
+)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +72,7 @@ def compose():
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    import jaxclf.config  # noqa: F401  (registers the schema)
+    import jaxclf.config.schema  # noqa: F401  (registers the schema)
 
     def _compose(overrides=(), return_hydra_config=False):
         GlobalHydra.instance().clear()
@@ -152,7 +155,7 @@ def final_params(run_dir: Path) -> list:
     import jax
     import numpy as np
 
-    from jaxclf.runs import restore_model
+    from jaxclf.restore import restore_model
 
     _, variables, _ = restore_model(str(run_dir))
     return [np.asarray(leaf) for leaf in jax.tree.leaves(variables)]

@@ -20,8 +20,8 @@ jax.config.update("jax_num_cpu_devices", 8)
 import numpy as np  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-import jaxclf.config  # noqa: E402, F401  (registers the schema)
-from jaxclf import run  # noqa: E402
+import jaxclf.config.schema  # noqa: E402, F401  (registers the schema)
+from jaxclf import build  # noqa: E402
 from jaxclf.hardware import Hardware, make_mesh  # noqa: E402
 from jaxclf.trainer import Trainer, TrainerConfig  # noqa: E402
 
@@ -30,8 +30,8 @@ STEPS = 20
 
 
 def train(cfg, hardware: Hardware):
-    classifier = run.build_classifier(cfg, hardware)
-    data = run.build_data(cfg, hardware)
+    classifier = build.build_classifier(cfg, hardware)
+    data = build.build_data(cfg, hardware)
     with tempfile.TemporaryDirectory() as workdir:
         trainer = Trainer(TrainerConfig(max_steps=STEPS), hardware, workdir=workdir)
         state = trainer.fit(classifier, data, seed=0)

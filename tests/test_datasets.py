@@ -85,7 +85,7 @@ def test_training_subsets_are_nested_across_sizes_and_seeded(compose, data_dir):
 
 
 def test_validation_split_and_holdout_are_exclusive(compose, data_dir):
-    from jaxclf.config import validate
+    from jaxclf.config.validation import validate
 
     cfg = compose([f"data.data_dir={data_dir}", "data.validation_holdout=100"])
     with pytest.raises(ConfigError, match="set exactly one"):

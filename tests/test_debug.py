@@ -7,8 +7,8 @@ import json
 import pytest
 
 from conftest import TINY, checkpoint_steps, launch_in_process
+from jaxclf.config.trainer import parse_duration
 from jaxclf.errors import ConfigError
-from jaxclf.trainer_config import parse_duration
 
 
 def summary_of(run_dir) -> dict:

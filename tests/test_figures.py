@@ -5,13 +5,13 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from jaxclf.blitted_figure import DPI, BlittedFigure
-from jaxclf.calibration import ReliabilityDiagram
-from jaxclf.confusion_figure import ConfusionImage
 from jaxclf.evaluation import EvalResults
-from jaxclf.evaluation_figures import EvaluationFigures
+from jaxclf.figures.calibration import ReliabilityDiagram
+from jaxclf.figures.canvas import DPI, BlittedFigure
+from jaxclf.figures.confusion import ConfusionImage
+from jaxclf.figures.evaluation import EvaluationFigures
+from jaxclf.figures.mistakes import mistakes_grid
 from jaxclf.metrics import NUM_CALIBRATION_BINS
-from jaxclf.misclassified import mistakes_grid
 
 SIZE = (3.0, 2.5)
 

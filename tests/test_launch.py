@@ -235,7 +235,7 @@ def test_distillation_from_a_finished_run(tmp_path, finished_run, data_dir):
 )
 def test_a_teacher_of_other_data_is_refused(finished_run, key, value):
     from jaxclf.errors import ConfigError
-    from jaxclf.runs import load_teacher, read_config
+    from jaxclf.restore import load_teacher, read_config
 
     data = read_config(str(finished_run))["data"]
     load_teacher(str(finished_run), data)  # the same data: accepted
@@ -301,7 +301,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     assert summary["steps"] == 60 and not (failed / "summary.json").exists()
 
     report = subprocess.run(
-        [sys.executable, "-m", "jaxclf.report", str(tmp_path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "jaxclf.studies.report", str(tmp_path)], capture_output=True, text=True, timeout=120
     )
     assert report.returncode == 0, report.stderr
     text = (tmp_path / "report.md").read_text()

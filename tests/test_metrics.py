@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxclf.confusion import ConfusionMatrix, per_class_accuracy
-from jaxclf.metrics import NUM_CALIBRATION_BINS, CalibrationBins, EvalMetrics
+from jaxclf.metrics import NUM_CALIBRATION_BINS, CalibrationBins, ConfusionMatrix, EvalMetrics, per_class_accuracy
 from jaxclf.train_state import create_train_state, eval_step
 
 

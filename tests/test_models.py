@@ -276,7 +276,7 @@ def test_group_batch_norm_over_the_whole_batch_is_flax_batch_norm():
 
 
 def test_a_batch_norm_group_that_does_not_tile_the_batch_is_a_one_line_config_error(compose):
-    from jaxclf.config import check_values
+    from jaxclf.config.validation import check_values
     from jaxclf.errors import ConfigError
 
     cfg = compose(["model=resnet18", "data.batch_size=96", "+model.batch_norm_group_size=64"])

@@ -189,7 +189,7 @@ def test_a_stored_temperature_outside_zero_to_infinity_is_refused(tmp_path, fini
 
 
 def test_an_interrupted_atomic_write_leaves_the_file_as_it_was_and_no_temporary(tmp_path):
-    from jaxclf.atomic_file import replaced_atomically
+    from jaxclf.run_dir import replaced_atomically
 
     path = tmp_path / "predictions.csv"
     path.write_text("good\n")

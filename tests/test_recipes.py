@@ -197,7 +197,7 @@ def test_a_recipe_trains_a_few_steps_end_to_end_on_synthetic_data(tmp_path, reci
         "data.synthetic_examples.test=4",
         "evaluation.train_examples=0",
         "evaluation.splits=[test]",
-        "evaluation.temperature_scaling=false",
+        "callbacks.temperature_scaling=null",
         "trainer.max_steps=2",
         "callbacks.evaluation=null",
         "callbacks.checkpoint.every_steps=2",

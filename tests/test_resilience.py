@@ -248,7 +248,7 @@ def test_skipping_more_than_the_allowed_fraction_stops_the_run(tmp_path, data_di
 
 
 def test_non_finite_results_are_null_in_strict_json(tmp_path):
-    from jaxclf.run import _write_results, final_line
+    from jaxclf.modes import _write_results, final_line
 
     results = {"test": {"accuracy": 0.36, "nll": float("nan")}, "steps": 60, "hparams": {"x": float("inf")}}
     written = _write_results(str(tmp_path / "summary.json"), results)
@@ -518,7 +518,7 @@ def _damage_latest_meta(run_dir: Path) -> None:
 
 @pytest.mark.slow  # a teacher restore and an evaluation, ~25 s
 def test_a_damaged_meta_falls_back_in_evaluate_and_for_a_teacher(tmp_path, finished_run, data_dir, caplog):
-    from jaxclf.runs import load_teacher, read_config
+    from jaxclf.restore import load_teacher, read_config
 
     caplog.set_level(logging.INFO)
     teacher = tmp_path / "teacher"
@@ -748,7 +748,7 @@ def test_ctrl_c_during_predict_is_one_line_and_writes_nothing(tmp_path, finished
 
 @pytest.mark.slow  # an evaluation and a refused launch, ~35 s
 def test_a_read_only_finished_run_can_be_evaluated_and_teach(read_only_run, finished_run, tmp_path, data_dir):
-    from jaxclf.runs import load_teacher, read_config
+    from jaxclf.restore import load_teacher, read_config
 
     with pytest.raises(OSError, match="Read-only file system"):
         (read_only_run / "probe").write_text("")
@@ -774,7 +774,7 @@ def test_a_read_only_finished_run_can_be_evaluated_and_teach(read_only_run, fini
 
 def test_a_truncated_json_file_reads_as_absent_with_a_warning(tmp_path, caplog):
     """What the report, the sweep results and a rerun read: a damaged summary is an unfinished job."""
-    from jaxclf.runs import read_json
+    from jaxclf.run_dir import read_json
 
     (tmp_path / "summary.json").write_text('{"test": {"accuracy": 0.9')
     assert read_json(str(tmp_path / "summary.json")) is None

@@ -154,7 +154,7 @@ def test_the_slurm_config_starts_one_distributed_process_per_gpu(compose):
 
 
 def test_describe_reports_the_bytes_each_device_holds(compose, capsys):
-    from jaxclf.run import describe
+    from jaxclf.describe import describe
 
     summary = describe(compose(["mode=describe"]))
     num_params = summary["num_params"]
@@ -402,14 +402,14 @@ def test_a_nonfinite_step_stops_every_process(tmp_path, data_dir):
 
 
 def test_only_process_zero_records_a_failure(tmp_path, monkeypatch):
-    from jaxclf import runs
+    from jaxclf import run_dir
 
     monkeypatch.setattr(jax, "process_index", lambda: 1)
-    runs.record_failure(str(tmp_path), RuntimeError("boom"))
-    assert not (tmp_path / runs.FAILURE_FILE).exists()
+    run_dir.record_failure(str(tmp_path), RuntimeError("boom"))
+    assert not (tmp_path / run_dir.FAILURE_FILE).exists()
     monkeypatch.setattr(jax, "process_index", lambda: 0)
-    runs.record_failure(str(tmp_path), RuntimeError("boom"))
-    assert json.loads((tmp_path / runs.FAILURE_FILE).read_text())["message"] == "boom"
+    run_dir.record_failure(str(tmp_path), RuntimeError("boom"))
+    assert json.loads((tmp_path / run_dir.FAILURE_FILE).read_text())["message"] == "boom"
 
 
 # -- processes that disagree, or go missing -------------------------------------------

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from conftest import TINY, run_launch, tensorboard_scalars
-from jaxclf.runs import read_config
+from jaxclf.restore import read_config
 
 TEACHER = 'hydra.callbacks.teacher.overrides=["trainer.max_steps=40","callbacks.progress_bar=null"]'
 
@@ -171,7 +171,7 @@ def test_the_report_tabulates_mean_and_std_over_seeds_and_draws_the_plots(study,
 
 def test_the_report_runs_as_a_module_and_refuses_what_is_not_a_sweep(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "jaxclf.report", str(tmp_path)],
+        [sys.executable, "-m", "jaxclf.studies.report", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -218,7 +218,7 @@ def test_the_slurm_launcher_example_composes(compose):
 
 
 def test_a_setting_with_one_seed_shows_its_value_without_a_spread():
-    from jaxclf.report import mean_std
+    from jaxclf.studies.report import mean_std
 
     assert mean_std(np.array([0.9812]), 100.0, "%") == "98.1%"
     assert mean_std(np.array([0.98, 0.96]), 100.0, "%") == f"97.0 ± {np.std([98, 96], ddof=1):.1f}%"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxclf import losses, targets
+from jaxclf import losses, objectives
 from jaxclf.objectives import Distillation, Objective, Teacher
 
 
@@ -25,7 +25,7 @@ def _batch(seed: int = 0, batch: int = 6, classes: int = 5):
 @given(st.sampled_from([2, 3, 10, 50]), st.floats(0.0, 1.0))  # a few class counts: each shape compiles anew
 def test_smoothed_targets_are_distributions(classes, epsilon):
     labels = jnp.arange(7) % classes
-    smoothed = targets.dense_targets(labels, classes, epsilon, jnp.float32(1.0))
+    smoothed = objectives.dense_targets(labels, classes, epsilon, jnp.float32(1.0))
     np.testing.assert_allclose(smoothed.sum(-1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(smoothed[0, 0], 1 - epsilon + epsilon / classes, rtol=1e-5)
     assert float(smoothed.min()) >= 0
@@ -33,46 +33,48 @@ def test_smoothed_targets_are_distributions(classes, epsilon):
 
 def test_targets_without_smoothing_or_mixing_are_one_hot():
     labels = jnp.array([0, 3, 2])
-    np.testing.assert_array_equal(targets.dense_targets(labels, 4, 0.0, jnp.float32(1.0)), np.eye(4)[[0, 3, 2]])
+    np.testing.assert_array_equal(objectives.dense_targets(labels, 4, 0.0, jnp.float32(1.0)), np.eye(4)[[0, 3, 2]])
 
 
 def test_a_single_output_targets_the_probability_of_class_one():
     labels = jnp.array([0, 1, 1])
     np.testing.assert_allclose(
-        targets.dense_targets(labels, 1, 0.2, jnp.float32(1.0)), [[0.1], [0.9], [0.9]], rtol=1e-6
+        objectives.dense_targets(labels, 1, 0.2, jnp.float32(1.0)), [[0.1], [0.9], [0.9]], rtol=1e-6
     )
 
 
 def test_mixup_with_lambda_one_is_the_identity():
     images, labels = _batch()
     one_hot = jax.nn.one_hot(labels, 5)
-    np.testing.assert_array_equal(targets.mixup(images, jnp.float32(1.0)), images)
-    np.testing.assert_array_equal(targets.mix_targets(one_hot, jnp.float32(1.0)), one_hot)
+    np.testing.assert_array_equal(objectives.mixup(images, jnp.float32(1.0)), images)
+    np.testing.assert_array_equal(objectives.mix_targets(one_hot, jnp.float32(1.0)), one_hot)
 
 
 def test_mixup_mixes_images_and_targets_with_the_same_weight():
     images, labels = _batch()
     lam = jnp.float32(0.3)
-    mixed = targets.mixup(images, lam)
+    mixed = objectives.mixup(images, lam)
     np.testing.assert_allclose(mixed[0], 0.3 * images[0] + 0.7 * images[-1], rtol=1e-6)
-    mixed_targets = targets.mix_targets(jax.nn.one_hot(labels, 5), lam)
+    mixed_targets = objectives.mix_targets(jax.nn.one_hot(labels, 5), lam)
     np.testing.assert_allclose(mixed_targets.sum(-1), 1.0, rtol=1e-6)
     expected = 0.3 * np.eye(5)[labels[0]] + 0.7 * np.eye(5)[labels[-1]]
     np.testing.assert_allclose(mixed_targets[0], expected, rtol=1e-6)
 
 
 def test_mixing_weight_follows_beta():
-    draws = jax.vmap(lambda key: targets.sample_mixing_weight(key, 0.4))(jax.random.split(jax.random.PRNGKey(0), 4000))
+    draws = jax.vmap(lambda key: objectives.sample_mixing_weight(key, 0.4))(
+        jax.random.split(jax.random.PRNGKey(0), 4000)
+    )
     assert float(draws.min()) >= 0 and float(draws.max()) <= 1
     np.testing.assert_allclose(draws.mean(), 0.5, atol=0.03)  # Beta(a, a) has mean 1/2
     np.testing.assert_allclose(draws.var(), 1 / (4 * (2 * 0.4 + 1)), rtol=0.1)  # and variance 1/(4(2a+1))
-    assert float(targets.sample_mixing_weight(jax.random.PRNGKey(0), 0.0)) == 1.0
+    assert float(objectives.sample_mixing_weight(jax.random.PRNGKey(0), 0.0)) == 1.0
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.25, 0.6, 1.0])
 def test_cutmix_weight_is_the_fraction_of_pixels_kept(lam):
     images, _ = _batch()
-    mixed, kept = targets.cutmix(jax.random.PRNGKey(3), images, jnp.float32(lam))
+    mixed, kept = objectives.cutmix(jax.random.PRNGKey(3), images, jnp.float32(lam))
     from_self = np.all(np.asarray(mixed) == np.asarray(images), axis=-1)[0]  # [H, W]
     np.testing.assert_allclose(kept, from_self.mean(), atol=1e-6)
     if lam == 1.0:

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.util import tensor_util
 
-from jaxclf.tensorboard_writer import TensorBoardWriter
+from jaxclf.event_writer import TensorBoardWriter
 
 
 def test_it_has_every_method_of_clus_metric_writer_with_the_same_parameters():
@@ -74,9 +74,9 @@ def test_float_images_in_zero_one_become_8_bit_pngs(tmp_path):
 
 
 def test_a_watching_tensorboard_sees_scalars_before_the_writer_closes(tmp_path, monkeypatch):
-    from jaxclf import tensorboard_writer
+    from jaxclf import event_writer
 
-    monkeypatch.setattr(tensorboard_writer, "FLUSH_SECONDS", 0.0)
+    monkeypatch.setattr(event_writer, "FLUSH_SECONDS", 0.0)
     writer = TensorBoardWriter(str(tmp_path))
     writer.write_scalars(5, {"train/loss": 0.5})
     assert [event.step for event in _read(tmp_path).Tensors("train/loss")] == [5]

@@ -11,11 +11,11 @@ import optax
 import pytest
 
 from jaxclf import hardware as hardware_lib
+from jaxclf.build import build
 from jaxclf.callbacks import Callback, EarlyStopping
 from jaxclf.metrics import EvalMetrics, TrainMetrics
 from jaxclf.models.mlp import MLP
 from jaxclf.objectives import Objective
-from jaxclf.run import build
 from jaxclf.train_state import create_train_state, eval_step, train_step, train_steps
 
 
@@ -349,7 +349,7 @@ def test_the_loop_reads_the_device_only_where_a_callback_is_due(
 
 
 def test_a_training_steps_flops_estimate_matches_the_dense_layers_closed_form():
-    from jaxclf.describe import train_step_flops
+    from jaxclf.steps_per_call import train_step_flops
 
     model = MLP(num_classes=10, hidden_sizes=(256, 256))
     # Forward: a multiply-add (2 FLOPs) per weight per example; backward about twice that.
@@ -360,8 +360,7 @@ def test_a_training_steps_flops_estimate_matches_the_dense_layers_closed_form():
 
 def test_a_backend_without_a_cost_analysis_runs_one_step_a_call():
     """JAX 0.11's CUDA backend returns no cost analysis for a lowered program (seen on an H200)."""
-    from jaxclf.describe import compiled_flops
-    from jaxclf.trainer import fused_steps_per_call
+    from jaxclf.steps_per_call import compiled_flops, fused_steps_per_call
 
     class Uncounted:  # what jax.stages.Lowered is there: cost_analysis() is None
         def cost_analysis(self) -> None:

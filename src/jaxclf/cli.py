@@ -1,7 +1,7 @@
 """The ``jaxclf`` command, which ``python launch.py`` also runs:
 ``jaxclf [group=option ...] [key=value ...]``.
 
-Hydra composes the package's ``conf/`` (validated against ``jaxclf.config``);
+Hydra composes the package's ``conf/`` (validated against ``jaxclf.config.schema``);
 the library does the rest. A bad value ends the run with one line on stderr
 and exit code 2 (a traceback too with ``HYDRA_FULL_ERROR=1``); a run stopped
 early (SIGTERM, SIGINT, a non-finite loss) with one line and its own exit
@@ -24,7 +24,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from jaxclf.config import Mode, check_values  # (importing it registers the config schema with Hydra)
+from jaxclf.config.schema import Mode  # (importing it registers the config schema with Hydra)
+from jaxclf.config.validation import validate
 from jaxclf.console import quiet_libraries
 from jaxclf.errors import ConfigError, NonFiniteError, Preempted, ProcessesDisagree, RunStopped, StorageError
 
@@ -39,10 +40,10 @@ def run_job(cfg: DictConfig) -> float | None:
     if not _full_error():
         _quiet_background_tracebacks()
     try:
-        check_values(cfg)  # before JAX is imported: a bad value is reported at once
-        from jaxclf.run import run
+        validate(cfg)  # before JAX is imported: a bad value is reported at once
+        from jaxclf.modes import execute
 
-        results = run(cfg, hydra_config.runtime.output_dir, list(hydra_config.overrides.task))
+        results = execute(cfg, hydra_config.runtime.output_dir, list(hydra_config.overrides.task))
     except Exception as error:
         expected = isinstance(error, (ConfigError, RunStopped))
         if expected:
@@ -52,7 +53,7 @@ def run_job(cfg: DictConfig) -> float | None:
             # Recorded in the job's directory; Hydra marks the job failed,
             # runs the rest of the sweep, then exits with code 1. (A signal
             # stops the whole sweep, below.)
-            from jaxclf.runs import record_failure
+            from jaxclf.run_dir import record_failure
 
             record_failure(hydra_config.runtime.output_dir, error)
             raise

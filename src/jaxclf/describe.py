@@ -12,43 +12,13 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 from clu import parameter_overview
+from omegaconf import DictConfig
 
+from jaxclf.build import instantiate, setup_hardware
 from jaxclf.hardware import Hardware
-from jaxclf.train_state import TrainState, abstract_variables
-
-
-def _lowered_forward(model: nn.Module, variables: dict[str, Any], image_shape: tuple[int, ...], batch_size: int):
-    """One evaluation forward pass over ``batch_size`` images, lowered (traced, not compiled)."""
-    images = jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32)
-    return jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images)
-
-
-def forward_flops(
-    model: nn.Module, variables: dict[str, Any], image_shape: tuple[int, ...], batch_size: int = 1
-) -> float:
-    """FLOPs of one evaluation forward pass over ``batch_size`` images (XLA's count;
-    a multiply-add is two)."""
-    return compiled_flops(_lowered_forward(model, variables, image_shape, batch_size).compile())
-
-
-def train_step_flops(model: nn.Module, image_shape: tuple[int, ...], batch_size: int) -> float:
-    """An estimate of one training step's FLOPs over ``batch_size`` images:
-    three forward passes' worth (the backward pass costs about two), counted
-    on the unoptimised program, so nothing is compiled."""
-    variables = abstract_variables(model, image_shape)
-    return 3 * compiled_flops(_lowered_forward(model, variables, image_shape, batch_size))
-
-
-def compiled_flops(compiled: Any) -> float:
-    """FLOPs of a compiled (or lowered) JAX computation, from XLA's cost analysis (NaN if absent)."""
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, list):  # older JAX: one dict per device program
-        analysis = analysis[0]
-    if analysis is None:  # not every backend counts a lowered program (JAX 0.11's CUDA does not)
-        return float("nan")
-    return float(analysis.get("flops", float("nan")))
+from jaxclf.steps_per_call import forward_flops
+from jaxclf.train_state import TrainState, abstract_train_state, abstract_variables
 
 
 def describe_model(model: nn.Module, image_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -86,3 +56,21 @@ def format_memory(memory: dict[str, int], mesh_shape: dict[str, int]) -> str:
         f"per device on the mesh {mesh}: parameters {memory['params'] / 2**20:,.1f} MiB, "
         f"optimizer state {memory['optimizer_state'] / 2**20:,.1f} MiB"
     )
+
+
+def describe(cfg: DictConfig) -> dict[str, Any]:
+    """Prints the model's parameter overview, parameter count, forward FLOPs
+    per image, and the bytes of parameters and optimizer state per device on
+    the configured mesh."""
+    image_shape = tuple(cfg.data.image_shape)
+    hardware = setup_hardware(cfg)
+    model, optimizer = instantiate(cfg.model, "model"), instantiate(cfg.optim, "optim")
+    description = describe_model(model, image_shape)
+    memory = bytes_per_device(abstract_train_state(model, optimizer, image_shape), hardware)
+    print(format_description(cfg.model._target_.rsplit(".", 1)[-1], image_shape, description), flush=True)
+    print(format_memory(memory, dict(hardware.mesh.shape)), flush=True)
+    return {
+        "num_params": description["num_params"],
+        "flops_per_image": description["flops_per_image"],
+        "bytes_per_device": memory,
+    }

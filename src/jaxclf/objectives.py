@@ -12,7 +12,14 @@ jitted step, in two parts:
 ``loss=ce`` and ``loss=soft_ce`` are the same softmax cross-entropy with
 different targets; ``loss=bce`` applies independent sigmoids to the same
 targets; ``loss=distill`` adds a teacher's softened distribution. Nothing here
-reads files: ``jaxclf.runs`` restores a teacher from its run directory.
+reads files: ``jaxclf.restore`` restores a teacher from its run directory.
+
+Labels become probability vectors inside the jitted step (the big_vision
+idea): hard labels, label smoothing, mixup/cutmix and a teacher's
+distribution are all targets ``q`` of shape ``[B, num_classes]``, so one
+cross-entropy serves them all. Mixing pairs each example with its mirror in
+the batch (``flip`` along the batch axis); the mixing weight ``lam`` is drawn
+once per batch from ``Beta(alpha, alpha)`` with the step's rng.
 """
 
 from __future__ import annotations
@@ -23,13 +30,69 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import struct
 
-from jaxclf import losses, targets
-from jaxclf.argument_rules import check_arguments, target_name
+from jaxclf import losses
+from jaxclf.config.rules import Fraction, OffOrPositive, Positive, check_arguments
 
 Context = dict[str, jax.Array]
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+# -- targets ---------------------------------------------------------------------
+
+
+def dense_targets(labels: jax.Array, num_outputs: int, label_smoothing: float, lam: jax.Array) -> jax.Array:
+    """Integer labels -> smoothed, mixed probability targets ``[B, num_outputs]``.
+
+    Smoothing moves ``label_smoothing`` of the mass to the uniform distribution
+    (``optax.smooth_labels``). A single output is the binary case: the target
+    is the (smoothed, mixed) probability of class 1."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, max(num_outputs, 2)), label_smoothing)
+    if num_outputs == 1:
+        targets = targets[..., 1:]
+    return mix_targets(targets, lam)
+
+
+def sample_mixing_weight(rng: jax.Array, alpha: float) -> jax.Array:
+    """``lam ~ Beta(alpha, alpha)``; ``alpha <= 0`` means no mixing (``lam = 1``)."""
+    if alpha <= 0:
+        return jnp.float32(1.0)
+    return jax.random.beta(rng, alpha, alpha).astype(jnp.float32)
+
+
+def mix_targets(targets: jax.Array, lam: jax.Array) -> jax.Array:
+    """``lam q + (1 - lam) flip(q)``: the targets of a mixed batch."""
+    return lam * targets + (1.0 - lam) * jnp.flip(targets, axis=0)
+
+
+def mixup(images: jax.Array, lam: jax.Array) -> jax.Array:
+    """Zhang et al.'s mixup: ``lam x + (1 - lam) flip(x)`` (``lam = 1`` is the identity)."""
+    return (lam * images + (1.0 - lam) * jnp.flip(images, axis=0)).astype(images.dtype)
+
+
+def cutmix(rng: jax.Array, images: jax.Array, lam: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Yun et al.'s cutmix: paste a box of ``flip(x)`` covering about ``1 - lam`` of each image.
+
+    The box's centre is uniform; clipped at the border, its true area decides
+    the returned weight ``lam'`` (the fraction of pixels kept)."""
+    height, width = images.shape[1], images.shape[2]
+    cut = jnp.sqrt(1.0 - lam)
+    cut_h, cut_w = cut * height, cut * width
+    centre_y, centre_x = jax.random.uniform(rng, (2,)) * jnp.array([height, width])
+    top, bottom = jnp.clip(centre_y - cut_h / 2, 0, height), jnp.clip(centre_y + cut_h / 2, 0, height)
+    left, right = jnp.clip(centre_x - cut_w / 2, 0, width), jnp.clip(centre_x + cut_w / 2, 0, width)
+    top, bottom, left, right = (jnp.round(v).astype(jnp.int32) for v in (top, bottom, left, right))
+    rows = jnp.arange(height)[:, None]
+    cols = jnp.arange(width)[None, :]
+    inside = (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)  # [H, W]
+    mixed = jnp.where(inside[None, :, :, None], jnp.flip(images, axis=0), images)
+    kept = 1.0 - jnp.mean(inside.astype(jnp.float32))
+    return mixed, kept
+
+
+# -- objectives ------------------------------------------------------------------
 
 
 class Objective(struct.PyTreeNode):
@@ -38,13 +101,13 @@ class Objective(struct.PyTreeNode):
     With both alphas positive, each batch uses mixup or cutmix, chosen by a coin flip."""
 
     loss_fn: LossFn = struct.field(pytree_node=False, default=losses.softmax_cross_entropy)
-    label_smoothing: float = struct.field(pytree_node=False, default=0.0)
-    mixup_alpha: float = struct.field(pytree_node=False, default=0.0)
-    cutmix_alpha: float = struct.field(pytree_node=False, default=0.0)
+    label_smoothing: Fraction = struct.field(pytree_node=False, default=0.0)
+    mixup_alpha: OffOrPositive = struct.field(pytree_node=False, default=0.0)
+    cutmix_alpha: OffOrPositive = struct.field(pytree_node=False, default=0.0)
 
     def __post_init__(self) -> None:
         arguments = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        check_arguments(target_name(type(self)), arguments)
+        check_arguments(type(self), arguments)
 
     def prepare(self, rng: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Context]:
         if self.mixup_alpha <= 0 and self.cutmix_alpha <= 0:
@@ -52,11 +115,11 @@ class Objective(struct.PyTreeNode):
         mixup_rng, cutmix_rng, box_rng, coin_rng = jax.random.split(rng, 4)
         candidates = []
         if self.mixup_alpha > 0:
-            lam = targets.sample_mixing_weight(mixup_rng, self.mixup_alpha)
-            candidates.append((targets.mixup(images, lam), lam))
+            lam = sample_mixing_weight(mixup_rng, self.mixup_alpha)
+            candidates.append((mixup(images, lam), lam))
         if self.cutmix_alpha > 0:
-            lam = targets.sample_mixing_weight(cutmix_rng, self.cutmix_alpha)
-            candidates.append(targets.cutmix(box_rng, images, lam))
+            lam = sample_mixing_weight(cutmix_rng, self.cutmix_alpha)
+            candidates.append(cutmix(box_rng, images, lam))
         mixed, lam = candidates[0]
         if len(candidates) == 2:
             use_cutmix = jax.random.bernoulli(coin_rng)
@@ -66,7 +129,7 @@ class Objective(struct.PyTreeNode):
 
     def targets(self, context: Context, num_outputs: int) -> jax.Array:
         """Dense probability targets ``[B, num_outputs]`` for the prepared batch."""
-        return targets.dense_targets(context["labels"], num_outputs, self.label_smoothing, context["lam"])
+        return dense_targets(context["labels"], num_outputs, self.label_smoothing, context["lam"])
 
     def __call__(self, logits: jax.Array, context: Context) -> jax.Array:
         return self.loss_fn(logits, self.targets(context, logits.shape[-1]))
@@ -89,8 +152,8 @@ class Distillation(Objective):
     The teacher sees the same (possibly mixed) images as the student."""
 
     teacher: Teacher | None = None
-    temperature: float = struct.field(pytree_node=False, default=4.0)
-    alpha: float = struct.field(pytree_node=False, default=0.9)
+    temperature: Positive = struct.field(pytree_node=False, default=4.0)
+    alpha: Fraction = struct.field(pytree_node=False, default=0.9)
 
     def prepare(self, rng: jax.Array, images: jax.Array, labels: jax.Array) -> tuple[jax.Array, Context]:
         if self.teacher is None:

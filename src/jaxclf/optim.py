@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxclf.optim_options import Decay, MomentDtype
+from jaxclf.config.choices import Decay, MomentDtype
 
 
 def learning_rate_schedule(

@@ -21,13 +21,13 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxclf.atomic_file import replaced_atomically
-from jaxclf.data.config import SplitName
+from jaxclf.config.data import SplitName
 from jaxclf.data.image_files import read_image, regular_files
 from jaxclf.data.loader import eval_batches
 from jaxclf.data.splits import InMemorySplit, Split
 from jaxclf.errors import ConfigError
 from jaxclf.hardware import Hardware
+from jaxclf.run_dir import replaced_atomically
 from jaxclf.train_state import Classifier, TrainState
 
 logger = logging.getLogger(__name__)

@@ -22,20 +22,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxclf import runs
-from jaxclf.callbacks import Callback
+from jaxclf import run_dir
+from jaxclf.callbacks.base import Callback
+from jaxclf.callbacks.time_budget import TimeBudget
 from jaxclf.checkpointing import Retention
+from jaxclf.config.trainer import NonFinitePolicy, TrainerConfig
 from jaxclf.data.loader import DataModule
-from jaxclf.describe import train_step_flops
 from jaxclf.errors import ConfigError, NonFiniteError, Preempted
 from jaxclf.evaluation import EvalResults, Evaluator
 from jaxclf.hardware import Hardware
 from jaxclf.metrics import TrainMetrics
 from jaxclf.predict import Predictor
 from jaxclf.preemption import PreemptionGuard
-from jaxclf.time_budget import TimeBudget
+from jaxclf.steps_per_call import FUSED_STEPS, chosen_steps_per_call
 from jaxclf.train_state import Classifier, TrainState
-from jaxclf.trainer_config import NonFinitePolicy, TrainerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Trainer:
         hardware: Hardware,
         callbacks: Sequence[Callback] = (),
         workdir: str = ".",
-        run_config: runs.RunConfig | None = None,
+        run_config: run_dir.RunConfig | None = None,
     ):
         self.config = config
         self.hardware = hardware
@@ -90,11 +90,12 @@ class Trainer:
         self.callbacks = sorted(callbacks, key=lambda callback: callback.order)
         self.workdir = workdir
         self.run_config = run_config
-        self.checkpoints = runs.checkpoint_store(workdir, _retention(self.callbacks))
+        self.checkpoints = run_dir.checkpoint_store(workdir, _retention(self.callbacks))
         self.should_stop = False  # a callback sets it to end fit after the current call
         self._compiled: _Compiled | None = None
         self._train_metrics: TrainMetrics | None = None
         self.latest_train_metrics: dict[str, jax.Array] = {}  # the last take_train_metrics(), for display
+        self.logged_metrics: dict[str, float] = {}  # what callbacks logged with log_metrics, latest value per name
         self.seconds_outside_training = 0.0  # in evaluations and checkpoints during fit
         self.steps_per_call = config.steps_per_call or FUSED_STEPS  # null: chosen once fit() has the data
 
@@ -335,14 +336,29 @@ class Trainer:
         self._emit("on_test_end", state, results)
         return results
 
+    def best_state(self, classifier: Classifier, state: TrainState) -> TrainState:
+        """The best checkpoint's state, where a callback ranks checkpoints by a
+        metric (``Callback.best_checkpoint``) and ``state`` is not it; else ``state``."""
+        best = next((found for callback in self.callbacks if (found := callback.best_checkpoint())), None)
+        if best is None or best[0] == int(state.step):
+            return state
+        logger.info("Testing the best checkpoint: step %d, %s", *best)
+        return self.restore(classifier, best[0])
+
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Records scalar ``metrics`` of ``step`` in ``logged_metrics``; callbacks
+        hear ``on_log_metrics`` (TensorBoard writes them)."""
+        self.logged_metrics.update(metrics)
+        self._emit("on_log_metrics", step, metrics)
+
     # -- plumbing -------------------------------------------------------------
 
     def _compile(self, classifier: Classifier, data: DataModule) -> _Compiled:
         if self._compiled is None or self._compiled.classifier is not classifier or self._compiled.data is not data:
             if data.train is not None:
                 check_micro_batches(data.train.batch_size, self.config.accumulate_steps, self.hardware.num_devices)
-                self.steps_per_call = self.config.steps_per_call or self._chosen_steps_per_call(
-                    classifier, data.train.batch_size
+                self.steps_per_call = self.config.steps_per_call or chosen_steps_per_call(
+                    classifier.model, classifier.image_shape, data.train.batch_size
                 )
             replicated = self.hardware.replicated
             state_shardings = self.hardware.state_shardings(classifier.abstract_state())
@@ -372,12 +388,6 @@ class Trainer:
             )
             self._train_metrics = jax.device_put(_empty_metrics(), self.hardware.replicated)
         return self._compiled
-
-    def _chosen_steps_per_call(self, classifier: Classifier, batch_size: int) -> int:
-        flops = train_step_flops(classifier.model, classifier.image_shape, batch_size)
-        chosen = fused_steps_per_call(flops)
-        logger.info("trainer.steps_per_call=%d (chosen: about %.2g FLOPs per step)", chosen, flops)
-        return chosen
 
     def _require_compiled(self) -> _Compiled:
         if self._compiled is None:
@@ -413,18 +423,6 @@ class FirstCallTimed:
         self.called = True
         logger.info("Compiled %s in %.1f s", self.what, time.monotonic() - start)
         return results
-
-
-FUSE_BELOW_FLOPS = 1e9
-FUSED_STEPS = 10
-
-
-def fused_steps_per_call(step_flops: float) -> int:
-    """``FUSED_STEPS`` for a step of under ``FUSE_BELOW_FLOPS`` (there, a
-    call's dispatch is a visible share of it: the default MLP trains faster
-    fused), else 1: a costly step gains nothing from fusing, and XLA:CPU runs
-    large loop bodies slower than the same step alone (README, "Benchmarks")."""
-    return FUSED_STEPS if step_flops < FUSE_BELOW_FLOPS else 1
 
 
 _computed = jax.jit(TrainMetrics.compute)  # one dispatch, not one per metric

@@ -13,7 +13,7 @@ Randomness comes from a ``BatchRng`` seeded by ``(seed, step)``, so the
 augmented batch of a step is the same in an uninterrupted run and after a
 restart, and whatever the number of processes that share it. Mixup and
 cutmix are not here: they mix labels too and run on device in the training
-step (``jaxclf.targets``).
+step (``jaxclf.objectives``).
 """
 
 from __future__ import annotations

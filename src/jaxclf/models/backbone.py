@@ -17,7 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxclf.models.options import AttentionImpl, check_num_heads
+from jaxclf.config.choices import AttentionImpl
+from jaxclf.config.rules import check_num_heads
 
 logger = logging.getLogger(__name__)
 

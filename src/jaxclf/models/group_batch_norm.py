@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxclf.models.options import check_group_size
+from jaxclf.config.rules import check_group_size
 
 
 class GroupBatchNorm(nn.Module):

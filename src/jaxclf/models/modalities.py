@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxclf.models.options import Pool, PositionEmbedding, check_patch_size, check_sincos2d_width
+from jaxclf.config.choices import Pool, PositionEmbedding
+from jaxclf.config.rules import check_patch_size, check_sincos2d_width
 
 
 def sincos2d_embedding(

@@ -18,8 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxclf.config.choices import Block, Stem
 from jaxclf.models.group_batch_norm import GroupBatchNorm
-from jaxclf.models.options import Block, Stem
 
 ModuleDef = Any
 

@@ -8,9 +8,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxclf.config.choices import AttentionImpl, Pool, PositionEmbedding
+from jaxclf.config.rules import check_num_heads
 from jaxclf.models.backbone import TransformerBackbone
 from jaxclf.models.modalities import ClassifierHead, Patch
-from jaxclf.models.options import AttentionImpl, Pool, PositionEmbedding, check_num_heads
 
 
 class ViT(nn.Module):
