@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from hydra.utils import instantiate
 
 import jaxclf.config.schema  # noqa: F401  (registers the schema)
+import record  # bench/ is on sys.path when this script runs
 from jaxclf.checkpointing import CheckpointStore, Retention
 from jaxclf.train_state import count_params, create_train_state
 from overhead import configured, trainer_timing  # bench/ is this script's directory
@@ -115,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

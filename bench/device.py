@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 import jaxclf.config.schema  # noqa: F401  (registers the schema)
+import record  # bench/ is on sys.path when this script runs
 from jaxclf import hardware as hardware_lib
 from jaxclf.data.augment import Augmenter
 from jaxclf.data.loader import TrainLoader
@@ -162,4 +163,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+import record  # bench/ is on sys.path when this script runs
 from workload import seconds  # bench/ is on sys.path when this script runs
 
 IMPORT = "import time; t = time.perf_counter(); import jaxclf.figures.canvas; print(time.perf_counter() - t)"
@@ -64,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

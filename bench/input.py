@@ -56,6 +56,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 import jaxclf.config.schema  # noqa: F401  (registers the schema)
+import record  # bench/ is on sys.path when this script runs
 from jaxclf import hardware as hardware_lib
 from jaxclf.config.data import DataConfig
 from jaxclf.console import quiet_libraries
@@ -328,4 +329,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import record  # bench/ is on sys.path when this script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

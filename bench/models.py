@@ -35,6 +35,7 @@ import numpy as np
 from hydra.utils import instantiate
 
 import jaxclf.config.schema  # noqa: F401  (registers the schema)
+import record  # bench/ is on sys.path when this script runs
 from jaxclf.host_memory import keep_freed_memory
 from jaxclf.steps_per_call import compiled_flops
 from jaxclf.train_state import create_train_state, train_step
@@ -155,4 +156,4 @@ def _print_table(rows: dict[str, list[dict[str, float]]], batch_sizes: list[int]
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

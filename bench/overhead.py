@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import jax
 
 import jaxclf.config.schema  # noqa: F401  (registers the schema)
+import record  # bench/ is on sys.path when this script runs
 from jaxclf.build import build
 from jaxclf.callbacks import Callback
 from jaxclf.metrics import TrainMetrics
@@ -173,4 +174,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

@@ -40,6 +40,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 import jaxclf.config.schema  # noqa: F401  (registers the schema)
+import record  # bench/ is on sys.path when this script runs
 from jaxclf.build import build_classifier
 from jaxclf.host_memory import keep_freed_memory
 from jaxclf.train_state import train_step
@@ -179,4 +180,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

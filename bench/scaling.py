@@ -25,6 +25,7 @@ import tempfile
 import jax
 
 import jaxclf.config.schema  # noqa: F401  (registers the schema)
+import record  # bench/ is on sys.path when this script runs
 from jaxclf import hardware as hardware_lib
 from jaxclf.build import build_classifier, build_data, typed
 from jaxclf.hardware import Hardware, HardwareConfig, make_mesh
@@ -82,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import jax
 
+import record  # bench/ is on sys.path when this script runs
 from jaxclf.callbacks import Callback
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -98,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    record.run(main)

@@ -65,6 +65,16 @@ def test_figures_benchmark_runs():
     assert len(result.stdout.splitlines()) == 7  # the heading and six rows
 
 
+def test_a_recorded_bench_writes_what_it_printed_with_the_commit_and_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXCLF_BENCH_RESULTS", str(tmp_path))
+    result = _run("bench/figures.py", "--repeats", "1", "--record")
+    assert result.returncode == 0, result.stderr
+    record = (tmp_path / "figures.md").read_text()
+    assert "| command | `python bench/figures.py --repeats 1` |" in record  # the flag itself left out
+    assert "| commit | " in record and "| processor | " in record and "| cores | " in record
+    assert result.stdout in record  # every line it printed
+
+
 def test_input_benchmark_runs_each_loader_on_real_images_in_memory_and_as_jpegs(fetched_data_dir, tmp_path):
     result = _run(
         "bench/input.py",
