@@ -10,6 +10,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import tensorboard_scalars
 from jaxclf import hardware as hardware_lib
 from jaxclf.build import build
 from jaxclf.callbacks import Callback, EarlyStopping
@@ -129,6 +130,9 @@ class RecordingCallback(Callback):
     def on_fit_end(self, trainer, state):
         self.events.append(("fit_end", int(state.step)))
 
+    def on_log_metrics(self, trainer, step, metrics):
+        self.events.append(("log_metrics", step, dict(metrics)))
+
 
 RECORDER = (
     "callbacks.progress_bar=null",
@@ -138,7 +142,7 @@ RECORDER = (
 
 
 def _build(compose, data_dir, workdir, *overrides, callbacks=RECORDER):
-    """``(trainer, classifier, data)`` as ``run.py`` builds them from the composed config."""
+    """``(trainer, classifier, data)`` as ``jaxclf.build`` builds them from the composed config."""
     cfg = compose([f"data.data_dir={data_dir}", *callbacks, *overrides])
     return build(cfg, str(workdir))
 
@@ -242,6 +246,28 @@ def test_no_callbacks_is_a_bare_loop(compose, data_dir, tmp_path):
     trainer.close()
     assert int(state.step) == 20 and results["test"]["num_examples"] == 297
     assert list(tmp_path.iterdir()) == [tmp_path / "checkpoints"] and not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_the_trainer_tests_the_checkpoint_a_callback_names_best_and_passes_on_what_callbacks_log(
+    compose, data_dir, tmp_path
+):
+    trainer, classifier, data = _build(
+        compose, data_dir, tmp_path, "trainer.max_steps=20", "callbacks.checkpoint.every_steps=10"
+    )
+    state = trainer.fit(classifier, data)
+    assert trainer.best_state(classifier, state) is state  # no callback ranks checkpoints
+    step_10 = trainer.restore(classifier, 10)
+    checkpoint = _callback(trainer, "checkpoint")
+    checkpoint.best_step, checkpoint.best_value = 10, 0.5  # as if step 10 had the best validation metric
+    best = trainer.best_state(classifier, state)
+    assert int(best.step) == 10
+    jax.tree.map(np.testing.assert_array_equal, best.params, step_10.params)
+
+    trainer.log_metrics(20, {"probe/value": 0.25})
+    trainer.close()
+    assert trainer.logged_metrics == {"probe/value": 0.25}
+    assert ("log_metrics", 20, {"probe/value": 0.25}) in _callback(trainer, "recorder").events
+    assert tensorboard_scalars(tmp_path)["probe/value"] == [(20, 0.25)]
 
 
 @pytest.mark.slow  # ~16 s on 2 cores
