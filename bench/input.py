@@ -58,7 +58,7 @@ from PIL import Image
 import jaxclf.config.schema  # noqa: F401  (registers the schema)
 import record  # bench/ is on sys.path when this script runs
 from jaxclf import hardware as hardware_lib
-from jaxclf.config.data import DataConfig
+from jaxclf.config.schema import DataConfig
 from jaxclf.console import quiet_libraries
 from jaxclf.data import image_folder
 from jaxclf.data.augment import Augmenter

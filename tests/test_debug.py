@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import TINY, checkpoint_steps, launch_in_process
-from jaxclf.config.trainer import parse_duration
+from jaxclf.config.schema import parse_duration
 from jaxclf.errors import ConfigError
 
 

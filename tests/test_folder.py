@@ -70,7 +70,7 @@ def test_a_folder_trains_with_its_classes_and_a_seeded_holdout(folder_run):
 
 
 def test_a_broken_file_is_named_once_and_left_out(tmp_path, image_folder, caplog):
-    from jaxclf.config.data import DataConfig
+    from jaxclf.config.schema import DataConfig
     from jaxclf.data.splits import build_splits
 
     caplog.set_level(logging.WARNING)

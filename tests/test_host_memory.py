@@ -21,7 +21,7 @@ import functools, resource, sys
 sys.path.insert(0, "bench")
 import jax
 from jaxclf.hardware import setup
-from jaxclf.config.hardware import HardwareConfig
+from jaxclf.config.schema import HardwareConfig
 from jaxclf.build import build_classifier
 from jaxclf.train_state import train_step
 from workload import composed, random_batch

@@ -22,8 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxclf import hardware as hardware_lib
 from jaxclf import restore, run_dir
 from jaxclf.callbacks import Callback
-from jaxclf.config.data import DataConfig
-from jaxclf.config.schema import resumable_keys_of
+from jaxclf.config.schema import DataConfig, resumable_keys_of
 from jaxclf.data.loader import DataModule, Normalizer, TrainLoader
 from jaxclf.data.splits import build_splits, head
 from jaxclf.errors import ConfigError, config_error

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxclf.config.data import SplitName
+from jaxclf.config.choices import SplitName
 from jaxclf.data.loader import eval_batches
 from jaxclf.data.splits import Split
 from jaxclf.hardware import Hardware

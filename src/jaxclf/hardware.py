@@ -21,7 +21,8 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxclf import peers
 from jaxclf.compilation_cache import use_compilation_cache
-from jaxclf.config.hardware import HardwareConfig, MeshConfig, Platform
+from jaxclf.config.choices import Platform
+from jaxclf.config.schema import HardwareConfig, MeshConfig
 from jaxclf.errors import ConfigError
 from jaxclf.host_memory import keep_freed_memory
 

@@ -1,20 +1,19 @@
 """Host memory that a step frees stays with the process for the next step.
 
 glibc's malloc hands large blocks back to the kernel as soon as they are
-freed: blocks above its mmap threshold (32 MiB at most by default) are
-unmapped, and a free top of the heap is trimmed. XLA:CPU allocates each
-step's temporaries anew (46 MiB for the digits ViT's training step), so every
-step the kernel maps them again and zeroes each page on first touch: 11,853
-page faults per step, about half of that step's time. With both thresholds
-unlimited, freed blocks stay in the heap and the next step reuses them, as
-PyTorch's and TensorFlow's caching allocators do. The cost: the process keeps
-its peak heap until it exits.
+freed: blocks above its mmap threshold are unmapped, and a free top of the
+heap is trimmed. XLA:CPU allocates each step's temporaries anew, so every step
+the kernel would map them again and zero each page on first touch. With both
+thresholds unlimited, freed blocks stay in the heap and the next step reuses
+them, as PyTorch's and TensorFlow's caching allocators do. The cost: the
+process keeps its peak heap until it exits. ``bench/models.py`` counts the
+page faults per step either way.
 
 Limits: glibc only (elsewhere nothing changes). Blocks allocated by a thread
-other than the main one come from that thread's arena, whose heaps hold at
-most 64 MiB each, so larger ones (ViT-Ti/16's 964 MiB of temporaries at
-224x224) are still mapped anew; ``MALLOC_ARENA_MAX=1`` in the environment
-keeps those too, at the price of one lock for every thread's allocations.
+other than the main one come from that thread's arena, whose heaps are
+bounded, so a model whose temporaries outgrow them still maps them anew;
+``MALLOC_ARENA_MAX=1`` in the environment keeps those too, at the price of one
+lock for every thread's allocations.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from jaxclf import predict as predict_lib
 from jaxclf.build import build, build_callbacks, build_classifier, build_data, setup_hardware
 from jaxclf.callbacks import EarlyStopping
 from jaxclf.callbacks.temperature_scaling import calibrated_results
-from jaxclf.config.data import DataConfig, SplitName
-from jaxclf.config.schema import Config, Mode
+from jaxclf.config.choices import SplitName
+from jaxclf.config.schema import Config, DataConfig, Mode
 from jaxclf.config.validation import validate
 from jaxclf.console import seconds_since_process_start
 from jaxclf.data.loader import DataModule

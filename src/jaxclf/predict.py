@@ -21,7 +21,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxclf.config.data import SplitName
+from jaxclf.config.choices import SplitName
 from jaxclf.data.image_files import read_image, regular_files
 from jaxclf.data.loader import eval_batches
 from jaxclf.data.splits import InMemorySplit, Split

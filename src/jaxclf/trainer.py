@@ -26,7 +26,8 @@ from jaxclf import run_dir
 from jaxclf.callbacks.base import Callback
 from jaxclf.callbacks.time_budget import TimeBudget
 from jaxclf.checkpointing import Retention
-from jaxclf.config.trainer import NonFinitePolicy, TrainerConfig
+from jaxclf.config.choices import NonFinitePolicy
+from jaxclf.config.schema import TrainerConfig
 from jaxclf.data.loader import DataModule
 from jaxclf.errors import ConfigError, NonFiniteError, Preempted
 from jaxclf.evaluation import EvalResults, Evaluator

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from jaxclf.callbacks.base import Callback, improves, is_due
 from jaxclf.checkpointing import Retention
-from jaxclf.config.choices import MetricMode, MetricName
-from jaxclf.config.data import SplitName
+from jaxclf.config.choices import MetricMode, MetricName, SplitName
 from jaxclf.config.rules import PositiveInt, check_arguments
 from jaxclf.evaluation import EvalResults
 

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from jaxclf.callbacks.base import Callback, improves
-from jaxclf.config.choices import MetricMode, MetricName
-from jaxclf.config.data import SplitName
+from jaxclf.config.choices import MetricMode, MetricName, SplitName
 from jaxclf.config.rules import OffOrPositive, PositiveInt, check_arguments
 from jaxclf.evaluation import EvalResults
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jaxclf.callbacks.base import Callback, is_due
-from jaxclf.config.data import SplitName
+from jaxclf.config.choices import SplitName
 from jaxclf.config.rules import PositiveInt, check_arguments
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from jaxclf import temperature
 from jaxclf.callbacks.base import Callback
-from jaxclf.config.data import SplitName
+from jaxclf.config.choices import SplitName
 from jaxclf.evaluation import EvalResults
 
 if TYPE_CHECKING:

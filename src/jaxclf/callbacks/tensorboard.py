@@ -21,7 +21,7 @@ from clu import parameter_overview
 from omegaconf import OmegaConf
 
 from jaxclf.callbacks.base import Callback, is_due
-from jaxclf.config.data import SplitName
+from jaxclf.config.choices import SplitName
 from jaxclf.config.rules import OffOrPositiveInt, PositiveInt, check_arguments
 from jaxclf.evaluation import EvalResults, train_minus_validation_accuracy
 from jaxclf.event_writer import TensorBoardWriter

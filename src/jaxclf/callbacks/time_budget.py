@@ -11,7 +11,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxclf.callbacks.base import Callback
-from jaxclf.config.trainer import parse_duration
+from jaxclf.config.schema import parse_duration
 
 if TYPE_CHECKING:
     from jaxclf.train_state import TrainState

@@ -1,5 +1,5 @@
-"""The closed choices of the built-in targets' arguments: what a callback
-monitors, how the learning rate decays, how a model pools and embeds.
+"""The closed choices of config values: split names, platforms and dtypes,
+what a callback monitors, how the learning rate decays, how a model pools and embeds.
 
 Plain Enums, importable without JAX, so the config schema checks them
 before JAX and Flax are imported.
@@ -72,3 +72,30 @@ class Block(str, enum.Enum):
 
     basic = "basic"  # two 3x3 convolutions (ResNet-18/34)
     bottleneck = "bottleneck"  # 1x1, 3x3, 1x1 x4 (ResNet-50)
+
+
+class SplitName(str, enum.Enum):
+    """The one vocabulary of split names: data roles, evaluation and summary keys."""
+
+    train = "train"
+    validation = "validation"
+    test = "test"
+
+
+class NonFinitePolicy(str, enum.Enum):
+    stop = "stop"  # end the run (exit code 3), naming the step and the last good checkpoint
+    skip = "skip"  # carry on, counting train/skipped_steps
+
+
+class Platform(str, enum.Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    tpu = "tpu"
+
+
+class ComputeDtype(str, enum.Enum):
+    """The dtype of activations; parameters stay float32."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"

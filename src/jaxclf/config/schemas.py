@@ -19,9 +19,9 @@ from jaxclf.config.choices import (
     MomentDtype,
     Pool,
     PositionEmbedding,
+    SplitName,
     Stem,
 )
-from jaxclf.config.data import SplitName
 from jaxclf.config.resumable import resumable
 from jaxclf.config.rules import OFF_OR_POSITIVE, POSITIVE, POSITIVE_INTEGER, UNIT_INTERVAL, Range
 

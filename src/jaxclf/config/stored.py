@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from jaxclf.config.data import DataConfig
+from jaxclf.config.schema import DataConfig
 from jaxclf.config.schemas import TARGETS
 from jaxclf.errors import ConfigError
 

@@ -18,8 +18,7 @@ from hydra_zen import builds
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from jaxclf.config.choices import PositionEmbedding
-from jaxclf.config.hardware import Platform
+from jaxclf.config.choices import Platform, PositionEmbedding
 from jaxclf.config.rules import (
     check_group_size,
     check_num_heads,
@@ -27,8 +26,8 @@ from jaxclf.config.rules import (
     check_ranges,
     check_sincos2d_width,
 )
+from jaxclf.config.schema import parse_duration
 from jaxclf.config.schemas import RANGES, TARGETS, Builds_ResNet, Builds_ViT
-from jaxclf.config.trainer import parse_duration
 from jaxclf.data.folder_layout import class_names
 from jaxclf.errors import ConfigError, config_error
 

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from jaxclf.config.data import DataConfig, SplitName
+from jaxclf.config.choices import SplitName
+from jaxclf.config.schema import DataConfig
 from jaxclf.data.augment import Augmenter, BatchRng, evaluation_view
 from jaxclf.data.source import Source, open_builder, open_folder, open_source
 from jaxclf.errors import ConfigError
