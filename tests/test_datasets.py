@@ -4,6 +4,7 @@ minival hold-out, nested training subsets, encoded images."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
@@ -12,7 +13,7 @@ import tensorflow_datasets as tfds
 from omegaconf import OmegaConf
 
 from jaxclf import hardware as hardware_lib
-from jaxclf.data.augment import inception_crop, resize_and_centre_crop
+from jaxclf.data.augment import evaluation_view, inception_box, inception_crop, jpeg_reduction, resize_and_centre_crop
 from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
 from jaxclf.data.splits import EncodedSplit, InMemorySplit, build_splits, holdout, subset
 from jaxclf.errors import ConfigError
@@ -104,38 +105,53 @@ def test_synthetic_data_has_any_shape_and_class_count(compose):
     np.testing.assert_array_equal(images, again)  # fixed, not drawn per run
 
 
-def test_inception_crop_covers_the_configured_area_and_aspect():
-    from PIL import Image
-
-    image = Image.fromarray(np.arange(300 * 200 * 3, dtype=np.uint32).astype(np.uint8).reshape(200, 300, 3))
+def test_inception_box_covers_the_configured_area_and_aspect():
     rng = np.random.default_rng(0)
-    boxes = []
-    original_resize = Image.Image.resize
-
-    def recording_resize(self, size, resample=None, box=None, **kwargs):
-        boxes.append(box)
-        return original_resize(self, size, resample, box, **kwargs)
-
-    Image.Image.resize = recording_resize
-    try:
-        crops = [inception_crop(image, rng, (24, 32)) for _ in range(300)]
-    finally:
-        Image.Image.resize = original_resize
-    assert all(crop.size == (32, 24) for crop in crops)
-    areas = np.array([(right - left) * (bottom - top) / (300 * 200) for left, top, right, bottom in boxes])
-    aspects = np.array([(right - left) / (bottom - top) for left, top, right, bottom in boxes])
+    boxes = np.array([inception_box(300, 200, rng) for _ in range(300)])
+    left, top, right, bottom = boxes.T
+    assert left.min() >= 0 and top.min() >= 0 and right.max() <= 300 and bottom.max() <= 200
+    areas, aspects = (right - left) * (bottom - top) / (300 * 200), (right - left) / (bottom - top)
     assert areas.min() >= 0.07 and areas.max() <= 1.0 and areas.min() < 0.2 and areas.max() > 0.8
     assert aspects.min() >= 0.74 and aspects.max() <= 1.34
 
 
-def test_evaluation_view_is_the_centre_crop_of_the_resized_image():
+def _encoded(image: np.ndarray, format: str) -> bytes:
     from PIL import Image
 
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format, quality=95)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("format", ["PNG", "JPEG"])
+def test_inception_crop_resizes_the_drawn_box_of_the_image(format):
+    # Columns carry their own x: a crop's first and last columns say where its box began and ended.
+    ramp = np.tile(np.linspace(0, 255, 1024).round().astype(np.uint8)[None, :, None], (768, 1, 3))
+    encoded = _encoded(ramp, format)
+    for seed in range(20):
+        left, _, right, _ = inception_box(1024, 768, np.random.default_rng(seed))
+        crop = inception_crop(encoded, np.random.default_rng(seed), (32, 24), channels=3)
+        assert crop.shape == (32, 24, 3) and crop.dtype == np.uint8
+        # Output column j samples the box at x = left + (j + 1/2) * width / 24 - 1/2 (pixel centres).
+        centres = left + (np.array([0, 23]) + 0.5) * (right - left) / 24 - 0.5
+        # A JPEG of a small window is decoded at up to an eighth of its size: its box moves by up to 8 pixels.
+        np.testing.assert_allclose(crop[16, [0, -1], 0], centres * 255 / 1023, atol=1 + 8 * 255 / 1023 + 2)
+
+
+def test_a_jpeg_is_decoded_no_smaller_than_its_crop_needs():
+    assert jpeg_reduction((1000, 800), (224, 224)) == 2  # 1000/4 = 250 >= 224 but 800/4 = 200 < 224
+    assert jpeg_reduction((800, 1000), (224, 224)) == 2  # the width binds as well as the height
+    assert jpeg_reduction((4000, 3000), (224, 224)) == 8  # the most libjpeg does
+    assert jpeg_reduction((447, 447), (224, 224)) == 1
+
+
+def test_evaluation_view_is_the_centre_crop_of_the_resized_image():
     gradient = np.tile((np.arange(512) // 2).astype(np.uint8)[None, :, None], (256, 1, 3))  # 512 wide, 256 high
-    crop = np.asarray(resize_and_centre_crop(Image.fromarray(gradient), (224, 224)))
+    crop = resize_and_centre_crop(gradient, (224, 224))
     assert crop.shape == (224, 224, 3)
     # Resized to 512x256 (shorter side 256 = 224 / 0.875): the centre 224 columns are 144..367 of the original.
     np.testing.assert_allclose(crop[0, [0, -1], 0], [144 // 2, 367 // 2], atol=1)
+    np.testing.assert_array_equal(evaluation_view(_encoded(gradient, "PNG"), (224, 224), channels=3), crop)
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,9 @@ Two kinds of data, two paths:
 * images held in memory at their final size (digits, MNIST, CIFAR): the batch
   is augmented at once with NumPy (``random_crop``: pad and shift;
   ``random_flip``), optionally with RandAugment per image;
-* encoded images of any size (ImageNet): each is decoded and cropped on its
-  own: ``inception_crop`` (a random area and aspect ratio, resized) in
+* encoded images of any size (ImageNet, a folder): each is decoded (OpenCV's
+  libjpeg-turbo, a JPEG at the smallest scale its crop allows) and cropped on
+  its own: ``inception_crop`` (a random area and aspect ratio, resized) in
   training, ``resize_and_centre_crop`` in evaluation.
 
 Randomness comes from a ``BatchRng`` seeded by ``(seed, step)``, so the
@@ -22,10 +23,15 @@ import dataclasses
 import io
 import math
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from jaxclf.data.randaugment import rand_augment
+
+# The loader's worker threads decode images side by side; OpenCV's own thread
+# pool inside each call would only make them compete for the same cores.
+cv2.setNumThreads(1)
 
 
 class BatchRng:
@@ -73,26 +79,49 @@ def random_flip(images: np.ndarray, rng: BatchRng) -> np.ndarray:
     return images
 
 
-def decode_image(encoded: bytes, channels: int, draft_size: tuple[int, int] | None = None) -> Image.Image:
-    """Decodes PNG or JPEG bytes; ``draft_size`` lets JPEG decode at a reduced scale no smaller than it."""
-    image = Image.open(io.BytesIO(encoded))
-    mode = "L" if channels == 1 else "RGB"
-    if draft_size is not None:
-        image.draft(mode, draft_size)
-    return image.convert(mode)
+def decode_image(encoded: bytes, channels: int, reduction: int = 1) -> np.ndarray:
+    """Decodes PNG or JPEG bytes to ``[H, W, channels]`` uint8. A JPEG may be
+    decoded at ``1 / reduction`` of its size (2, 4 or 8: libjpeg's own scaling,
+    far cheaper than decoding it whole)."""
+    flag = _REDUCED[channels == 1].get(reduction, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR_RGB)
+    image = cv2.imdecode(np.frombuffer(encoded, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None:
+        raise ValueError("the image cannot be decoded (not a complete PNG or JPEG)")
+    return image.reshape(*image.shape[:2], channels)
 
 
-def inception_crop(
-    image: Image.Image,
+# cv2.imdecode's flags for a JPEG decoded at a reduced scale: [colour, grey][reduction].
+_REDUCED = {
+    False: {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8},
+    True: {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8},
+}
+
+
+def encoded_size(encoded: bytes) -> tuple[int, int, bool]:
+    """``(width, height, is_jpeg)`` from the header alone (PIL reads no pixels here)."""
+    with Image.open(io.BytesIO(encoded)) as image:
+        return image.width, image.height, image.format == "JPEG"
+
+
+def jpeg_reduction(box_size: tuple[int, int], size: tuple[int, int]) -> int:
+    """The largest of 1, 2, 4, 8 that keeps a ``box_size`` (width, height) window
+    at least ``size`` (height, width): a JPEG decoded that much smaller loses nothing the resize keeps."""
+    reduction = 1
+    while reduction < 8 and box_size[0] >= 2 * reduction * size[1] and box_size[1] >= 2 * reduction * size[0]:
+        reduction *= 2
+    return reduction
+
+
+def inception_box(
+    width: int,
+    height: int,
     rng: np.random.Generator,
-    size: tuple[int, int],
     area_range: tuple[float, float] = (0.08, 1.0),
     aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
-) -> Image.Image:
-    """A random crop covering ``area_range`` of the image with an aspect ratio in
-    ``aspect_range`` (log-uniform), resized to ``size`` (Szegedy et al., 2015).
-    After 10 failed draws, the largest centred crop within the aspect range."""
-    width, height = image.size
+) -> tuple[int, int, int, int]:
+    """A random ``(left, top, right, bottom)`` covering ``area_range`` of the image
+    with an aspect ratio in ``aspect_range`` (log-uniform; Szegedy et al., 2015).
+    After 10 failed draws, the largest centred box within the aspect range."""
     area = width * height
     for _ in range(10):
         target_area = area * rng.uniform(*area_range)
@@ -102,30 +131,48 @@ def inception_crop(
         if 0 < crop_width <= width and 0 < crop_height <= height:
             left = int(rng.integers(0, width - crop_width + 1))
             top = int(rng.integers(0, height - crop_height + 1))
-            break
-    else:
-        ratio = width / height
-        crop_width, crop_height = width, height
-        if ratio < aspect_range[0]:
-            crop_height = round(width / aspect_range[0])
-        elif ratio > aspect_range[1]:
-            crop_width = round(height * aspect_range[1])
-        left, top = (width - crop_width) // 2, (height - crop_height) // 2
-    box = (left, top, left + crop_width, top + crop_height)
-    return image.resize(size[::-1], Image.Resampling.BILINEAR, box=box)
+            return left, top, left + crop_width, top + crop_height
+    ratio = width / height
+    crop_width, crop_height = width, height
+    if ratio < aspect_range[0]:
+        crop_height = round(width / aspect_range[0])
+    elif ratio > aspect_range[1]:
+        crop_width = round(height * aspect_range[1])
+    left, top = (width - crop_width) // 2, (height - crop_height) // 2
+    return left, top, left + crop_width, top + crop_height
 
 
-def resize_and_centre_crop(image: Image.Image, size: tuple[int, int], crop_fraction: float = 0.875) -> Image.Image:
+def inception_crop(encoded: bytes, rng: np.random.Generator, size: tuple[int, int], channels: int) -> np.ndarray:
+    """Decodes an image, as small as an ``inception_box`` of it allows, and resizes the box to ``size``."""
+    width, height, is_jpeg = encoded_size(encoded)
+    left, top, right, bottom = inception_box(width, height, rng)
+    reduction = jpeg_reduction((right - left, bottom - top), size) if is_jpeg else 1
+    image = decode_image(encoded, channels, reduction)
+    scale_x, scale_y = image.shape[1] / width, image.shape[0] / height
+    window = image[
+        math.floor(top * scale_y) : max(math.floor(top * scale_y) + 1, round(bottom * scale_y)),
+        math.floor(left * scale_x) : max(math.floor(left * scale_x) + 1, round(right * scale_x)),
+    ]
+    return resized(window, size)
+
+
+def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` resized to ``size`` (height, width): bilinear, as big_vision's
+    ``tf.image.resize``, or area averaging where it shrinks by half or more
+    (a PNG; a JPEG is already decoded smaller), which bilinear would alias."""
+    halves = image.shape[0] >= 2 * size[0] or image.shape[1] >= 2 * size[1]
+    interpolation = cv2.INTER_AREA if halves else cv2.INTER_LINEAR
+    return cv2.resize(image, size[::-1], interpolation=interpolation).reshape(*size, image.shape[2])
+
+
+def resize_and_centre_crop(image: np.ndarray, size: tuple[int, int], crop_fraction: float = 0.875) -> np.ndarray:
     """Evaluation view: the shorter side resized to ``size / crop_fraction``
     (256 for 224), then the central ``size`` window."""
-    width, height = image.size
+    height, width = image.shape[:2]
     scale = max(size) / crop_fraction / min(width, height)
-    resized = image.resize(
-        (max(size[1], round(width * scale)), max(size[0], round(height * scale))), Image.Resampling.BILINEAR
-    )
-    left = (resized.size[0] - size[1]) // 2
-    top = (resized.size[1] - size[0]) // 2
-    return resized.crop((left, top, left + size[1], top + size[0]))
+    image = resized(image, (max(size[0], round(height * scale)), max(size[1], round(width * scale))))
+    top, left = (image.shape[0] - size[0]) // 2, (image.shape[1] - size[1]) // 2
+    return image[top : top + size[0], left : left + size[1]]
 
 
 def to_array(image: Image.Image, channels: int) -> np.ndarray:
@@ -173,14 +220,19 @@ class Augmenter:
     def encoded(self, encoded: bytes, rng: np.random.Generator, size: tuple[int, int], channels: int) -> np.ndarray:
         """Decodes and augments one encoded image to ``size``."""
         if self.inception_crop:
-            image = inception_crop(decode_image(encoded, channels), rng, size)
+            image = inception_crop(encoded, rng, size, channels)
         else:
-            image = decode_image(encoded, channels, size[::-1]).resize(size[::-1], Image.Resampling.BILINEAR)
+            width, height, is_jpeg = encoded_size(encoded)
+            reduction = jpeg_reduction((width, height), size) if is_jpeg else 1
+            image = resized(decode_image(encoded, channels, reduction), size)
         if self.horizontal_flip and rng.random() < 0.5:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            image = image[:, ::-1]
         if self.randaugment_layers > 0:
-            image = rand_augment(image, rng, self.randaugment_layers, self.randaugment_magnitude)
-        return to_array(image, channels)
+            pil_image = Image.fromarray(image.squeeze(-1) if channels == 1 else image)
+            image = to_array(
+                rand_augment(pil_image, rng, self.randaugment_layers, self.randaugment_magnitude), channels
+            )
+        return np.ascontiguousarray(image)
 
     def _randaugment(self, image: np.ndarray, rng: np.random.Generator, channels: int) -> np.ndarray:
         """RandAugment of one in-memory image of raw values in ``0..pixel_max``, on the 0..255 scale its
@@ -193,7 +245,9 @@ class Augmenter:
         return np.round(augmented.astype(np.float32) / scale).astype(image.dtype)
 
 
-def evaluation_view(encoded: bytes, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Decodes one encoded image and takes its centre crop at ``size``."""
-    image = decode_image(encoded, channels, (round(size[1] / 0.875), round(size[0] / 0.875)))
-    return to_array(resize_and_centre_crop(image, size), channels)
+def evaluation_view(encoded: bytes, size: tuple[int, int], channels: int, crop_fraction: float = 0.875) -> np.ndarray:
+    """Decodes one encoded image (a JPEG as small as the view allows) and takes its centre crop at ``size``."""
+    width, height, is_jpeg = encoded_size(encoded)
+    shorter = round(max(size) / crop_fraction)
+    reduction = jpeg_reduction((width, height), (shorter, shorter)) if is_jpeg else 1
+    return resize_and_centre_crop(decode_image(encoded, channels, reduction), size, crop_fraction)
