@@ -13,7 +13,14 @@ import tensorflow_datasets as tfds
 from omegaconf import OmegaConf
 
 from jaxclf import hardware as hardware_lib
-from jaxclf.data.augment import evaluation_view, inception_box, inception_crop, jpeg_reduction, resize_and_centre_crop
+from jaxclf.data.augment import (
+    decode_image,
+    evaluation_view,
+    inception_box,
+    inception_crop,
+    jpeg_reduction,
+    resize_and_centre_crop,
+)
 from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
 from jaxclf.data.splits import EncodedSplit, InMemorySplit, build_splits, holdout, subset
 from jaxclf.errors import ConfigError
@@ -143,6 +150,12 @@ def test_a_jpeg_is_decoded_no_smaller_than_its_crop_needs():
     assert jpeg_reduction((800, 1000), (224, 224)) == 2  # the width binds as well as the height
     assert jpeg_reduction((4000, 3000), (224, 224)) == 8  # the most libjpeg does
     assert jpeg_reduction((447, 447), (224, 224)) == 1
+
+
+def test_only_a_jpeg_is_decoded_at_a_reduced_scale():
+    image = np.zeros((64, 48, 3), np.uint8)
+    assert decode_image(_encoded(image, "JPEG"), 3, reduction=4).shape == (16, 12, 3)
+    assert decode_image(_encoded(image, "PNG"), 3, reduction=4).shape == (64, 48, 3)
 
 
 def test_evaluation_view_is_the_centre_crop_of_the_resized_image():

@@ -80,15 +80,18 @@ def random_flip(images: np.ndarray, rng: BatchRng) -> np.ndarray:
 
 
 def decode_image(encoded: bytes, channels: int, reduction: int = 1) -> np.ndarray:
-    """Decodes PNG or JPEG bytes to ``[H, W, channels]`` uint8. A JPEG may be
+    """Decodes PNG or JPEG bytes to ``[H, W, channels]`` uint8. A JPEG is
     decoded at ``1 / reduction`` of its size (2, 4 or 8: libjpeg's own scaling,
-    far cheaper than decoding it whole)."""
-    flag = _REDUCED[channels == 1].get(reduction, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR_RGB)
+    far cheaper than decoding it whole); a PNG always whole."""
+    whole = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR_RGB
+    flag = _REDUCED[channels == 1].get(reduction, whole) if encoded[:2] == _JPEG_START else whole
     image = cv2.imdecode(np.frombuffer(encoded, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise ValueError("the image cannot be decoded (not a complete PNG or JPEG)")
     return image.reshape(*image.shape[:2], channels)
 
+
+_JPEG_START = b"\xff\xd8"  # every JPEG's first two bytes (the SOI marker)
 
 # cv2.imdecode's flags for a JPEG decoded at a reduced scale: [colour, grey][reduction].
 _REDUCED = {
@@ -97,10 +100,10 @@ _REDUCED = {
 }
 
 
-def encoded_size(encoded: bytes) -> tuple[int, int, bool]:
-    """``(width, height, is_jpeg)`` from the header alone (PIL reads no pixels here)."""
+def encoded_size(encoded: bytes) -> tuple[int, int]:
+    """``(width, height)`` from the header alone (PIL reads no pixels here)."""
     with Image.open(io.BytesIO(encoded)) as image:
-        return image.width, image.height, image.format == "JPEG"
+        return image.width, image.height
 
 
 def jpeg_reduction(box_size: tuple[int, int], size: tuple[int, int]) -> int:
@@ -144,10 +147,9 @@ def inception_box(
 
 def inception_crop(encoded: bytes, rng: np.random.Generator, size: tuple[int, int], channels: int) -> np.ndarray:
     """Decodes an image, as small as an ``inception_box`` of it allows, and resizes the box to ``size``."""
-    width, height, is_jpeg = encoded_size(encoded)
+    width, height = encoded_size(encoded)
     left, top, right, bottom = inception_box(width, height, rng)
-    reduction = jpeg_reduction((right - left, bottom - top), size) if is_jpeg else 1
-    image = decode_image(encoded, channels, reduction)
+    image = decode_image(encoded, channels, jpeg_reduction((right - left, bottom - top), size))
     scale_x, scale_y = image.shape[1] / width, image.shape[0] / height
     window = image[
         math.floor(top * scale_y) : max(math.floor(top * scale_y) + 1, round(bottom * scale_y)),
@@ -222,8 +224,7 @@ class Augmenter:
         if self.inception_crop:
             image = inception_crop(encoded, rng, size, channels)
         else:
-            width, height, is_jpeg = encoded_size(encoded)
-            reduction = jpeg_reduction((width, height), size) if is_jpeg else 1
+            reduction = jpeg_reduction(encoded_size(encoded), size)
             image = resized(decode_image(encoded, channels, reduction), size)
         if self.horizontal_flip and rng.random() < 0.5:
             image = image[:, ::-1]
@@ -247,7 +248,6 @@ class Augmenter:
 
 def evaluation_view(encoded: bytes, size: tuple[int, int], channels: int, crop_fraction: float = 0.875) -> np.ndarray:
     """Decodes one encoded image (a JPEG as small as the view allows) and takes its centre crop at ``size``."""
-    width, height, is_jpeg = encoded_size(encoded)
     shorter = round(max(size) / crop_fraction)
-    reduction = jpeg_reduction((width, height), (shorter, shorter)) if is_jpeg else 1
+    reduction = jpeg_reduction(encoded_size(encoded), (shorter, shorter))
     return resize_and_centre_crop(decode_image(encoded, channels, reduction), size, crop_fraction)
