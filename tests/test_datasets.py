@@ -14,11 +14,11 @@ from omegaconf import OmegaConf
 
 from jaxclf import hardware as hardware_lib
 from jaxclf.data.augment import (
-    decode_image,
+    Augmenter,
+    BatchRng,
     evaluation_view,
     inception_box,
     inception_crop,
-    jpeg_reduction,
     resize_and_centre_crop,
 )
 from jaxclf.data.loader import Normalizer, TrainLoader, eval_batches
@@ -145,19 +145,6 @@ def test_inception_crop_resizes_the_drawn_box_of_the_image(format):
         np.testing.assert_allclose(crop[16, [0, -1], 0], centres * 255 / 1023, atol=1 + 8 * 255 / 1023 + 2)
 
 
-def test_a_jpeg_is_decoded_no_smaller_than_its_crop_needs():
-    assert jpeg_reduction((1000, 800), (224, 224)) == 2  # 1000/4 = 250 >= 224 but 800/4 = 200 < 224
-    assert jpeg_reduction((800, 1000), (224, 224)) == 2  # the width binds as well as the height
-    assert jpeg_reduction((4000, 3000), (224, 224)) == 8  # the most libjpeg does
-    assert jpeg_reduction((447, 447), (224, 224)) == 1
-
-
-def test_only_a_jpeg_is_decoded_at_a_reduced_scale():
-    image = np.zeros((64, 48, 3), np.uint8)
-    assert decode_image(_encoded(image, "JPEG"), 3, reduction=4).shape == (16, 12, 3)
-    assert decode_image(_encoded(image, "PNG"), 3, reduction=4).shape == (64, 48, 3)
-
-
 def test_evaluation_view_is_the_centre_crop_of_the_resized_image():
     gradient = np.tile((np.arange(512) // 2).astype(np.uint8)[None, :, None], (256, 1, 3))  # 512 wide, 256 high
     crop = resize_and_centre_crop(gradient, (224, 224))
@@ -201,6 +188,19 @@ def test_encoded_batches_are_the_same_after_a_restart(compose, hardware):
         restarted.close()
     np.testing.assert_array_equal(steps_2_and_3[1], step_3[0])
     assert not np.array_equal(steps_2_and_3[0], steps_2_and_3[1])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_each_encoded_image_is_decoded_into_its_own_row_of_the_batch(training):
+    # Flat grey JPEGs whose level is 10 x their label: a row holding another record's pixels shows.
+    records = [
+        {"image": _encoded(np.full((40, 30), 10 * label, np.uint8), "JPEG"), "label": label} for label in range(24)
+    ]
+    split = EncodedSplit(records, np.arange(24), (8, 8, 1), Augmenter(inception_crop=True, horizontal_flip=True), 4)
+    order = np.random.default_rng(0).permutation(24)
+    images, labels = split.read(order, BatchRng(0, 24) if training else None)
+    np.testing.assert_array_equal(labels, order)
+    np.testing.assert_allclose(images.reshape(24, -1), 10 * order[:, None] * np.ones((1, 64)), atol=2)
 
 
 def test_an_image_shape_that_does_not_match_the_dataset_is_a_config_error(compose):

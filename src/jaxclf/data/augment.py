@@ -5,10 +5,11 @@ Two kinds of data, two paths:
 * images held in memory at their final size (digits, MNIST, CIFAR): the batch
   is augmented at once with NumPy (``random_crop``: pad and shift;
   ``random_flip``), optionally with RandAugment per image;
-* encoded images of any size (ImageNet, a folder): each is decoded (OpenCV's
-  libjpeg-turbo, a JPEG at the smallest scale its crop allows) and cropped on
-  its own: ``inception_crop`` (a random area and aspect ratio, resized) in
-  training, ``resize_and_centre_crop`` in evaluation.
+* encoded images of any size (ImageNet, a folder): each is decoded
+  (``jaxclf.data.decode``: a JPEG at the smallest scale its crop allows) and
+  cropped on its own, straight into its row of the batch: ``inception_crop``
+  (a random area and aspect ratio, resized) in training,
+  ``resize_and_centre_crop`` in evaluation.
 
 Randomness comes from a ``BatchRng`` seeded by ``(seed, step)``, so the
 augmented batch of a step is the same in an uninterrupted run and after a
@@ -20,18 +21,14 @@ step (``jaxclf.objectives``).
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from jaxclf.data.decode import decoded_image, image_size, jpeg_reduction
 from jaxclf.data.randaugment import rand_augment
-
-# The loader's worker threads decode images side by side; OpenCV's own thread
-# pool inside each call would only make them compete for the same cores.
-cv2.setNumThreads(1)
 
 
 class BatchRng:
@@ -79,42 +76,6 @@ def random_flip(images: np.ndarray, rng: BatchRng) -> np.ndarray:
     return images
 
 
-def decode_image(encoded: bytes, channels: int, reduction: int = 1) -> np.ndarray:
-    """Decodes PNG or JPEG bytes to ``[H, W, channels]`` uint8. A JPEG is
-    decoded at ``1 / reduction`` of its size (2, 4 or 8: libjpeg's own scaling,
-    far cheaper than decoding it whole); a PNG always whole."""
-    whole = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR_RGB
-    flag = _REDUCED[channels == 1].get(reduction, whole) if encoded[:2] == _JPEG_START else whole
-    image = cv2.imdecode(np.frombuffer(encoded, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise ValueError("the image cannot be decoded (not a complete PNG or JPEG)")
-    return image.reshape(*image.shape[:2], channels)
-
-
-_JPEG_START = b"\xff\xd8"  # every JPEG's first two bytes (the SOI marker)
-
-# cv2.imdecode's flags for a JPEG decoded at a reduced scale: [colour, grey][reduction].
-_REDUCED = {
-    False: {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8},
-    True: {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8},
-}
-
-
-def encoded_size(encoded: bytes) -> tuple[int, int]:
-    """``(width, height)`` from the header alone (PIL reads no pixels here)."""
-    with Image.open(io.BytesIO(encoded)) as image:
-        return image.width, image.height
-
-
-def jpeg_reduction(box_size: tuple[int, int], size: tuple[int, int]) -> int:
-    """The largest of 1, 2, 4, 8 that keeps a ``box_size`` (width, height) window
-    at least ``size`` (height, width): a JPEG decoded that much smaller loses nothing the resize keeps."""
-    reduction = 1
-    while reduction < 8 and box_size[0] >= 2 * reduction * size[1] and box_size[1] >= 2 * reduction * size[0]:
-        reduction *= 2
-    return reduction
-
-
 def inception_box(
     width: int,
     height: int,
@@ -145,36 +106,46 @@ def inception_box(
     return left, top, left + crop_width, top + crop_height
 
 
-def inception_crop(encoded: bytes, rng: np.random.Generator, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Decodes an image, as small as an ``inception_box`` of it allows, and resizes the box to ``size``."""
-    width, height = encoded_size(encoded)
+def inception_crop(
+    encoded: bytes, rng: np.random.Generator, size: tuple[int, int], channels: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Decodes an image, as small as an ``inception_box`` of it allows, and resizes the box to ``size``
+    (into ``out`` if given)."""
+    width, height = image_size(encoded)
     left, top, right, bottom = inception_box(width, height, rng)
-    image = decode_image(encoded, channels, jpeg_reduction((right - left, bottom - top), size))
-    scale_x, scale_y = image.shape[1] / width, image.shape[0] / height
-    window = image[
-        math.floor(top * scale_y) : max(math.floor(top * scale_y) + 1, round(bottom * scale_y)),
-        math.floor(left * scale_x) : max(math.floor(left * scale_x) + 1, round(right * scale_x)),
-    ]
-    return resized(window, size)
+    with decoded_image(encoded, channels, jpeg_reduction((right - left, bottom - top), size)) as image:
+        scale_x, scale_y = image.shape[1] / width, image.shape[0] / height
+        window = image[
+            math.floor(top * scale_y) : max(math.floor(top * scale_y) + 1, round(bottom * scale_y)),
+            math.floor(left * scale_x) : max(math.floor(left * scale_x) + 1, round(right * scale_x)),
+        ]
+        return resized(window, size, out)
 
 
-def resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``image`` resized to ``size`` (height, width): bilinear, as big_vision's
+def resized(image: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """``image`` resized to ``size`` (height, width), into ``out`` if given: bilinear, as big_vision's
     ``tf.image.resize``, or area averaging where it shrinks by half or more
     (a PNG; a JPEG is already decoded smaller), which bilinear would alias."""
+    out = np.empty((*size, image.shape[2]), image.dtype) if out is None else out
     halves = image.shape[0] >= 2 * size[0] or image.shape[1] >= 2 * size[1]
-    interpolation = cv2.INTER_AREA if halves else cv2.INTER_LINEAR
-    return cv2.resize(image, size[::-1], interpolation=interpolation).reshape(*size, image.shape[2])
+    cv2.resize(image, size[::-1], dst=out, interpolation=cv2.INTER_AREA if halves else cv2.INTER_LINEAR)
+    return out
 
 
-def resize_and_centre_crop(image: np.ndarray, size: tuple[int, int], crop_fraction: float = 0.875) -> np.ndarray:
+def resize_and_centre_crop(
+    image: np.ndarray, size: tuple[int, int], crop_fraction: float = 0.875, out: np.ndarray | None = None
+) -> np.ndarray:
     """Evaluation view: the shorter side resized to ``size / crop_fraction``
-    (256 for 224), then the central ``size`` window."""
+    (256 for 224), then the central ``size`` window (copied into ``out`` if given)."""
     height, width = image.shape[:2]
     scale = max(size) / crop_fraction / min(width, height)
     image = resized(image, (max(size[0], round(height * scale)), max(size[1], round(width * scale))))
     top, left = (image.shape[0] - size[0]) // 2, (image.shape[1] - size[1]) // 2
-    return image[top : top + size[0], left : left + size[1]]
+    window = image[top : top + size[0], left : left + size[1]]
+    if out is None:
+        return window
+    out[...] = window
+    return out
 
 
 def to_array(image: Image.Image, channels: int) -> np.ndarray:
@@ -219,21 +190,29 @@ class Augmenter:
             )
         return images
 
-    def encoded(self, encoded: bytes, rng: np.random.Generator, size: tuple[int, int], channels: int) -> np.ndarray:
-        """Decodes and augments one encoded image to ``size``."""
+    def encoded(
+        self,
+        encoded: bytes,
+        rng: np.random.Generator,
+        size: tuple[int, int],
+        channels: int,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Decodes and augments one encoded image to ``size`` (into ``out``, a ``[*size, channels]`` uint8 array)."""
+        out = np.empty((*size, channels), np.uint8) if out is None else out
         if self.inception_crop:
-            image = inception_crop(encoded, rng, size, channels)
+            inception_crop(encoded, rng, size, channels, out)
         else:
-            reduction = jpeg_reduction(encoded_size(encoded), size)
-            image = resized(decode_image(encoded, channels, reduction), size)
+            with decoded_image(encoded, channels, jpeg_reduction(image_size(encoded), size)) as image:
+                resized(image, size, out)
         if self.horizontal_flip and rng.random() < 0.5:
-            image = image[:, ::-1]
+            cv2.flip(out, 1, dst=out)
         if self.randaugment_layers > 0:
-            pil_image = Image.fromarray(image.squeeze(-1) if channels == 1 else image)
-            image = to_array(
+            pil_image = Image.fromarray(out.squeeze(-1) if channels == 1 else out)
+            out[...] = to_array(
                 rand_augment(pil_image, rng, self.randaugment_layers, self.randaugment_magnitude), channels
             )
-        return np.ascontiguousarray(image)
+        return out
 
     def _randaugment(self, image: np.ndarray, rng: np.random.Generator, channels: int) -> np.ndarray:
         """RandAugment of one in-memory image of raw values in ``0..pixel_max``, on the 0..255 scale its
@@ -246,8 +225,10 @@ class Augmenter:
         return np.round(augmented.astype(np.float32) / scale).astype(image.dtype)
 
 
-def evaluation_view(encoded: bytes, size: tuple[int, int], channels: int, crop_fraction: float = 0.875) -> np.ndarray:
+def evaluation_view(
+    encoded: bytes, size: tuple[int, int], channels: int, crop_fraction: float = 0.875, out: np.ndarray | None = None
+) -> np.ndarray:
     """Decodes one encoded image (a JPEG as small as the view allows) and takes its centre crop at ``size``."""
     shorter = round(max(size) / crop_fraction)
-    reduction = jpeg_reduction(encoded_size(encoded), (shorter, shorter))
-    return resize_and_centre_crop(decode_image(encoded, channels, reduction), size, crop_fraction)
+    with decoded_image(encoded, channels, jpeg_reduction(image_size(encoded), (shorter, shorter))) as image:
+        return resize_and_centre_crop(image, size, crop_fraction, out)

@@ -73,7 +73,8 @@ class InMemorySplit:
 
 @dataclasses.dataclass(frozen=True)
 class EncodedSplit:
-    """Encoded images read by index and decoded per batch, in parallel threads."""
+    """Encoded images read by index and decoded per batch, in parallel threads,
+    each straight into its row of the batch."""
 
     source: Source  # records with undecoded "image" bytes
     source_indices: np.ndarray
@@ -92,18 +93,20 @@ class EncodedSplit:
         positions = self.source_indices[indices]
         # One generator per example: threads never share one.
         generators = rng.generators() if rng is not None else [None] * len(positions)
+        images = np.empty((len(positions), *self.image_shape), np.uint8)
         with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxclf-decode") as pool:
-            examples = list(pool.map(self._example, positions, generators))
-        return np.stack([image for image, _ in examples]), np.asarray([label for _, label in examples], np.int32)
+            labels = list(pool.map(self._example, positions, generators, images))
+        return images, np.asarray(labels, np.int32)
 
-    def _example(self, position: int, rng: np.random.Generator | None) -> tuple[np.ndarray, int]:
+    def _example(self, position: int, rng: np.random.Generator | None, out: np.ndarray) -> int:
+        """Decodes the record at ``position`` into ``out``; returns its label."""
         record = self.source[int(position)]
         size, channels = (self.image_shape[0], self.image_shape[1]), self.image_shape[2]
         if rng is None:
-            image = evaluation_view(record["image"], size, channels)
+            evaluation_view(record["image"], size, channels, out=out)
         else:
-            image = self.augment.encoded(record["image"], rng, size, channels)
-        return image, int(record["label"])
+            self.augment.encoded(record["image"], rng, size, channels, out)
+        return int(record["label"])
 
 
 def synthetic_split(
