@@ -81,6 +81,12 @@ class EncodedSplit:
     image_shape: tuple[int, ...]  # [H, W, C]
     augment: Augmenter
     workers: int = 4
+    _pool: concurrent.futures.ThreadPoolExecutor = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One pool for the split's life: its threads (and their decode buffers' warm memory) are reused by every batch.
+        pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxclf-decode")
+        object.__setattr__(self, "_pool", pool)
 
     def __len__(self) -> int:
         return len(self.source_indices)
@@ -94,8 +100,7 @@ class EncodedSplit:
         # One generator per example: threads never share one.
         generators = rng.generators() if rng is not None else [None] * len(positions)
         images = np.empty((len(positions), *self.image_shape), np.uint8)
-        with concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxclf-decode") as pool:
-            labels = list(pool.map(self._example, positions, generators, images))
+        labels = list(self._pool.map(self._example, positions, generators, images))
         return images, np.asarray(labels, np.int32)
 
     def _example(self, position: int, rng: np.random.Generator | None, out: np.ndarray) -> int:
