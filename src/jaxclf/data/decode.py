@@ -29,13 +29,13 @@ cv2.setNumThreads(1)
 _JPEG_START = b"\xff\xd8"  # every JPEG's first two bytes (the SOI marker)
 
 
-def is_jpeg(encoded: bytes) -> bool:
+def _is_jpeg(encoded: bytes) -> bool:
     return encoded[:2] == _JPEG_START
 
 
 def image_size(encoded: bytes) -> tuple[int, int]:
     """``(width, height)`` from the header alone."""
-    if is_jpeg(encoded):
+    if _is_jpeg(encoded):
         height, width, _, _ = _jpeg_header(encoded)
         return width, height
     with Image.open(io.BytesIO(encoded)) as image:
@@ -55,7 +55,7 @@ def jpeg_reduction(box_size: tuple[int, int], size: tuple[int, int]) -> int:
 def decoded_image(encoded: bytes, channels: int, reduction: int = 1) -> Iterator[np.ndarray]:
     """The image's pixels for the ``with`` block: a JPEG at ``1 / reduction`` of its
     size (2, 4 or 8) in a lent buffer, valid only inside the block; any other format whole."""
-    if not is_jpeg(encoded):
+    if not _is_jpeg(encoded):
         yield _decode_with_opencv(encoded, channels)
         return
     height, width, _, _ = _jpeg_header(encoded)
@@ -86,7 +86,7 @@ def _decode_with_opencv(encoded: bytes, channels: int) -> np.ndarray:
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR_RGB
     image = cv2.imdecode(np.frombuffer(encoded, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
-        raise ValueError("the image cannot be decoded (not a complete PNG or JPEG)")
+        raise ValueError("the image cannot be decoded (neither a JPEG nor a complete image OpenCV reads)")
     return image.reshape(*image.shape[:2], channels)
 
 
