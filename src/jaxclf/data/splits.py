@@ -84,7 +84,7 @@ class EncodedSplit:
     _pool: concurrent.futures.ThreadPoolExecutor = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # One pool for the split's life: its threads (and their decode buffers' warm memory) are reused by every batch.
+        # One pool for the split's life: every batch reuses its threads rather than starting new ones.
         pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="jaxclf-decode")
         object.__setattr__(self, "_pool", pool)
 
